@@ -1,0 +1,1 @@
+"""Bytes ⇄ frames and register codecs: pure, no asyncio, no I/O."""

@@ -1,0 +1,1 @@
+"""Modbus register codecs and request planning."""
