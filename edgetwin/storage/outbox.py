@@ -1,0 +1,259 @@
+"""Durable store-and-forward outbox between the twin (producer) and the MQTT uplink (consumer).
+
+Producers ``put()`` into an in-memory buffer and never wait on the database. One writer task
+(``run_writer()``) commits the buffer every ``commit_interval`` in one transaction. All SQLite work
+runs on one dedicated worker thread, never on the event loop. A row leaves the outbox only when
+the consumer ``ack()``s it after the broker acknowledged it.
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A committed transaction is
+in the WAL file before ``commit`` returns, so it survives a crash or kill of the process; rows
+still in the buffer (at most one commit interval's worth) are lost. The WAL is fsynced only at
+checkpoints, so a power cut or kernel crash can also lose the last commits, though never corrupt
+the file. ``synchronous=FULL`` would close that gap at the cost of an fsync per commit, which wears
+SD cards; store-and-forward telemetry accepts the trade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from edgetwin.errors import StorageError
+from edgetwin.storage._db import Counts, NewRow, OutboxDb, OutboxRow
+
+__all__ = ["KINDS", "Outbox", "OutboxRow", "OutboxStats"]
+
+KINDS = frozenset({"birth", "frame", "event"})
+"""Row kinds ``put()`` accepts; only ``"frame"`` rows are dropped when over budget."""
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """A cheap snapshot of the outbox's counters."""
+
+    depth: int  # committed rows waiting for an ack
+    bytes: int  # their topic + payload bytes
+    buffered: int  # rows put but not committed yet
+    oldest_age: float | None  # seconds since the oldest committed row was put
+    dropped_frames: int  # frames dropped over budget, ever (persisted)
+    dropped_bytes: int
+    commits: int  # write transactions since open()
+
+
+class Outbox:
+    """Durable FIFO of MQTT messages; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        commit_interval: float = 0.25,
+        max_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
+        if not commit_interval > 0:
+            raise ValueError(f"commit_interval must be > 0, got {commit_interval!r}")
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be > 0, got {max_bytes!r}")
+        self._path = Path(path)
+        self._commit_interval = commit_interval
+        self._db = OutboxDb(self._path, max_bytes)
+        self._executor: ThreadPoolExecutor | None = None
+        self._opened = False
+        self._closing: asyncio.Event | None = None  # set once close() has finished
+        self._buffer: list[NewRow] = []
+        self._inflight = 0  # rows handed to the worker thread, not committed yet
+        self._counts = Counts()
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Event()  # replaced on every change; see _notify()
+        self._writer_running = False
+        self._writer_done = asyncio.Event()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    async def open(self) -> None:
+        """Open (creating or migrating) the database; StorageError if corrupt or foreign."""
+        if self._executor is not None or self._closing is not None:
+            raise RuntimeError("Outbox.open() may be called only once")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetwin-outbox")
+        try:
+            counts = await self._call(self._db.open)
+        except BaseException:
+            self._shutdown_thread()
+            self._closing = asyncio.Event()
+            self._closing.set()
+            raise
+        self._opened = True
+        self._apply(counts)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def put(self, topic: str, payload: bytes, *, retain: bool = False, kind: str = "frame") -> None:
+        """Buffer one message for the next commit; never waits on the database."""
+        if self._closing is not None:
+            raise StorageError(f"{self._path}: the outbox is closed; {kind} for {topic!r} lost")
+        if kind not in KINDS:
+            raise ValueError(f"unknown outbox row kind {kind!r}; expected one of {sorted(KINDS)}")
+        if not topic:
+            raise ValueError("an outbox row needs a topic")
+        data = bytes(payload)
+        size = len(data) + len(topic.encode())
+        self._buffer.append(NewRow(topic, data, retain, kind, time.time(), size))
+
+    async def run_writer(self) -> None:
+        """Commit the buffer every commit interval until stop()/close(), then flush a last time."""
+        if self._closing is not None:
+            return  # close() already flushed; a writer task that started late has nothing to do
+        self._require_open()
+        if self._writer_running:
+            raise RuntimeError("Outbox.run_writer() is already running")
+        self._writer_running = True
+        self._writer_done.clear()
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._commit_interval):
+                        await self._stop.wait()
+                if self._buffer:
+                    await self._commit()
+            if self._buffer:  # stop() came before the loop ever ran
+                await self._commit()
+        finally:
+            self._writer_running = False
+            self._writer_done.set()
+
+    def stop(self) -> None:
+        """Ask run_writer() to flush once more and return."""
+        self._stop.set()
+
+    async def flush(self) -> None:
+        """Commit everything put so far; returns once it is on disk (see module docstring)."""
+        self._require_open()
+        await self._commit()
+
+    async def pending(self, limit: int, *, after_id: int = 0) -> list[OutboxRow]:
+        """Return up to ``limit`` committed rows with ``id > after_id``, oldest first."""
+        self._require_open()
+        if limit <= 0:
+            return []
+        return await self._call(partial(self._db.pending, limit, after_id))
+
+    async def wait_pending(self, *, after_id: int = 0) -> None:
+        """Return once a committed row with ``id > after_id`` exists; StorageError on close."""
+        while True:
+            self._require_open()
+            newest = self._counts.newest_id
+            if newest is not None and newest > after_id:
+                return
+            await self._changed.wait()
+
+    async def ack(self, ids: Sequence[int]) -> None:
+        """Delete rows the broker acknowledged; unknown or repeated ids are ignored."""
+        self._require_open()
+        if ids:
+            self._apply(await self._call(partial(self._db.ack, list(ids))))
+
+    def stats(self) -> OutboxStats:
+        """Return the counters kept in memory; no database access."""
+        c = self._counts
+        age = None if c.oldest_created is None else max(0.0, time.time() - c.oldest_created)
+        return OutboxStats(
+            depth=c.depth,
+            bytes=c.bytes,
+            buffered=len(self._buffer) + self._inflight,
+            oldest_age=age,
+            dropped_frames=c.dropped_frames,
+            dropped_bytes=c.dropped_bytes,
+            commits=c.commits,
+        )
+
+    async def close(self) -> None:
+        """Flush, checkpoint the WAL, close the database and end the worker thread; idempotent."""
+        if self._closing is not None:
+            await self._closing.wait()
+            return
+        self._closing = closing = asyncio.Event()
+        self._stop.set()
+        try:
+            if self._writer_running:
+                await self._writer_done.wait()
+            if self._opened:
+                await self._commit()
+                await self._call(self._db.close)
+        finally:
+            self._opened = False
+            self._shutdown_thread()
+            self._notify()
+            closing.set()
+
+    async def _commit(self) -> None:
+        rows, self._buffer = self._buffer, []
+        if not rows:
+            # Queued behind any commit in flight, so flush() returns only after that one too.
+            self._apply(await self._call(self._db.snapshot))
+            return
+        self._inflight += len(rows)
+        try:
+            counts = await self._call(partial(self._db.insert, rows))
+        except StorageError:
+            self._buffer[:0] = rows  # kept for a later flush; the transaction was rolled back
+            raise
+        finally:
+            self._inflight -= len(rows)
+        self._apply(counts)
+
+    async def _call(self, fn: Callable[[], _T]) -> _T:
+        assert self._executor is not None
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        # Shielded: a submitted job always runs to completion, so a cancelled caller loses no batch.
+        return await asyncio.shield(future)
+
+    def _apply(self, counts: Counts) -> None:
+        if counts.seq <= self._counts.seq:
+            return
+        changed = counts.newest_id != self._counts.newest_id
+        self._counts = counts
+        if changed:
+            self._notify()
+
+    def _notify(self) -> None:
+        # A fresh Event per change wakes every waiter once, with no clear() race.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _require_open(self) -> None:
+        if self._closing is not None:
+            raise StorageError(f"{self._path}: the outbox is closed")
+        if not self._opened:
+            raise RuntimeError("the outbox is not open; await Outbox.open() first")
+
+    def _shutdown_thread(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Closes the connection if an error or a cancellation skipped the orderly close.
+            executor.submit(self._db.close_quietly)
+            # Normally blocks only until the idle worker takes the sentinel; after a cancellation
+            # it also waits for the shielded job still running, which must not outlive the thread.
+            executor.shutdown(wait=True)
