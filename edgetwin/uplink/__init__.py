@@ -1,0 +1,1 @@
+"""Gateway → cloud uplink: the topic tree and payload codec (pure), and the MQTT session."""
