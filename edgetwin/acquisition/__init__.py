@@ -1,0 +1,1 @@
+"""Per-device coordinators: polling schedule, backoff and availability."""

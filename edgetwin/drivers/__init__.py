@@ -1,0 +1,1 @@
+"""One module per device family: reads and writes through a transport."""
