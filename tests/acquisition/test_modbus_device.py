@@ -18,6 +18,7 @@ from edgetwin.drivers.modbus import ModbusDevice
 from edgetwin.protocols.modbus.codec import decode
 from edgetwin.transports.modbus_tcp import ModbusTcpLink
 from firmware_stubs.modbus.pump import PumpDevice, PumpServer
+from tests.support.mosquitto import free_port
 
 PUMP_POINTS = [
     ModbusPointConfig(name="speed", table="input", address=0, type="float32"),
@@ -175,8 +176,6 @@ async def test_dead_unit_does_not_stall_its_neighbour(
 
 
 async def test_unreachable_endpoint_is_a_connection_error() -> None:
-    from tests.support.mosquitto import free_port
-
     link = ModbusTcpLink("127.0.0.1", free_port(), timeout=0.5)
     result = await ModbusDevice(device_cfg(), link).poll()
     assert not result.answered
