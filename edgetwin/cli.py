@@ -1,0 +1,304 @@
+"""Command-line entry points: run, check, tail, demo, warmup."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgetwin import __version__
+from edgetwin.errors import ConfigError, EdgetwinError
+
+log = logging.getLogger("edgetwin")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # also: invalid configuration
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _broker_url(text: str) -> str:
+    from edgetwin.config.schema import MqttConfig  # noqa: PLC0415 - keep `--help` fast
+
+    try:
+        MqttConfig(url=text)
+    except ValueError as exc:
+        first = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
+        raise argparse.ArgumentTypeError(f"broker URL {text!r}: {first}") from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="edgetwin",
+        description="Edge-gateway agent for digital twins of machines.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgetwin {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity on stderr (default: INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="run the gateway daemon",
+        description=(
+            "Poll the configured devices, run the twin and send its state upstream over MQTT "
+            "until SIGTERM or SIGINT, then shut down in order."
+        ),
+    )
+    p.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+
+    p = sub.add_parser(
+        "check",
+        help="validate a configuration file",
+        description=(
+            "Validate a configuration without touching any device. Exit 0 when valid, 2 with "
+            "every problem (file:line: [key path] message) when not."
+        ),
+    )
+    p.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+
+    p = sub.add_parser(
+        "tail",
+        help="follow gateways' twin state from a broker",
+        description=(
+            "The reference cloud consumer: decode the twin topics and print one line per point "
+            "update. Exit 0 when --count updates arrived (or --timeout ran out without --count), "
+            "1 when --count was not reached in time."
+        ),
+    )
+    p.add_argument(
+        "--broker",
+        type=_broker_url,
+        default="mqtt://127.0.0.1:1883",
+        help="broker URL, mqtt://host:port (default: %(default)s)",
+    )
+    p.add_argument("--prefix", default="edgetwin/v1", help="topic prefix (default: %(default)s)")
+    p.add_argument("--gateway", default="+", help="only this gateway id (default: all)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=_count, help="stop after N point updates")
+    p.add_argument("--timeout", type=_positive, help="stop after S seconds")
+    p.add_argument(
+        "--mqtt-protocol",
+        choices=["5", "3.1.1"],
+        default="5",
+        help="MQTT protocol version (default: %(default)s)",
+    )
+
+    p = sub.add_parser(
+        "demo",
+        help="watch a live twin of a simulated pump",
+        description=(
+            "Start a simulated pump (Modbus TCP on loopback), a broker unless --broker is given, "
+            "and the gateway; show each point's raw value, estimate, anomaly score and alarm. "
+            "A cavitation fault is injected partway through."
+        ),
+    )
+    p.add_argument("--broker", type=_broker_url, help="use this broker instead of an embedded one")
+    p.add_argument("--duration", type=_positive, help="stop after S seconds (default: Ctrl-C)")
+    p.add_argument(
+        "--fault-at",
+        type=_positive,
+        help="inject the fault after S seconds (default: 40%% of --duration, or 25)",
+    )
+    p.add_argument("--state-dir", type=Path, help="keep the outbox here (default: a temp dir)")
+
+    sub.add_parser(
+        "warmup",
+        help="compile (or load cached) twin kernels",
+        description=("Compile the Numba kernels now so the first poll after start is not delayed."),
+    )
+    return parser
+
+
+def _print_problems(err: ConfigError) -> None:
+    for problem in err.problems:
+        print(problem, file=sys.stderr)
+    n = len(err.problems)
+    print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from edgetwin.config import load_config  # noqa: PLC0415
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        _print_problems(err)
+        return EXIT_USAGE
+    points = sum(len(d.points) for d in cfg.devices)
+    print(
+        f"{args.config}: OK (gateway {cfg.gateway.id}, {len(cfg.buses)} buses, "
+        f"{len(cfg.devices)} devices, {points} points)"
+    )
+    return EXIT_OK
+
+
+async def _until_signal(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            if main is not None:
+                main.cancel()
+            return
+        log.info("%s received", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgetwin.config import load_config  # noqa: PLC0415
+    from edgetwin.runtime.gateway import Gateway  # noqa: PLC0415
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        _print_problems(err)
+        return EXIT_USAGE
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await _until_signal(stop)
+        await Gateway(cfg).run(stop)
+
+    return _run_async(main)
+
+
+def _run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    try:
+        asyncio.run(main())
+    except ConfigError as err:
+        _print_problems(err)
+        return EXIT_USAGE
+    except EdgetwinError as exc:
+        log.critical("stopped: %s", exc)
+        return EXIT_FAILURE
+    except asyncio.CancelledError:
+        log.warning("stopped by a second signal; unsent messages stay in the outbox")
+        return EXIT_FAILURE
+    except Exception:
+        log.critical("stopped by an internal error", exc_info=True)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from edgetwin.cloud.mirror import PointUpdate  # noqa: PLC0415
+    from edgetwin.cloud.render import update_json, update_text  # noqa: PLC0415
+    from edgetwin.cloud.subscriber import follow  # noqa: PLC0415
+
+    seen = 0
+
+    async def main() -> None:
+        nonlocal seen
+        stop = asyncio.Event()
+        await _until_signal(stop)
+
+        def show(u: PointUpdate) -> None:
+            nonlocal seen
+            if args.count is not None and seen >= args.count:
+                return
+            seen += 1
+            print(update_json(u) if args.json else update_text(u), flush=True)
+            if args.count is not None and seen >= args.count:
+                stop.set()
+
+        async def deadline() -> None:
+            await asyncio.sleep(args.timeout)
+            stop.set()
+
+        async with asyncio.TaskGroup() as tg:
+            if args.timeout is not None:
+                timer = tg.create_task(deadline(), name="tail-timeout")
+            await follow(
+                args.broker,
+                show,
+                stop,
+                prefix=args.prefix,
+                gateway=args.gateway,
+                protocol=args.mqtt_protocol,
+            )
+            if args.timeout is not None:
+                timer.cancel()
+
+    rc = _run_async(main)
+    if rc == EXIT_OK and args.count is not None and seen < args.count:
+        print(f"tail: {seen} of {args.count} updates before the timeout", file=sys.stderr)
+        return EXIT_FAILURE
+    return rc
+
+
+def _cmd_warmup(_: argparse.Namespace) -> int:
+    from edgetwin.twin.level import warmup  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    warmup()
+    print(f"twin kernels ready in {time.perf_counter() - t0:.1f} s")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgetwin.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(
+        broker=args.broker,
+        duration=args.duration,
+        fault_at=args.fault_at,
+        state_dir=args.state_dir,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `edgetwin` command."""
+    from edgetwin.runtime.logs import setup_logging  # noqa: PLC0415
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    handlers = {
+        "run": _cmd_run,
+        "check": _cmd_check,
+        "tail": _cmd_tail,
+        "demo": _cmd_demo,
+        "warmup": _cmd_warmup,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Wires every layer together: supervisor, shutdown, systemd notify, logging."""
