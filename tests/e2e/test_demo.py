@@ -31,9 +31,7 @@ def test_demo_with_embedded_broker_raises_alarms_after_the_fault() -> None:
         assert f"pump1/{point}" in out
     m = re.search(r"alarms raised: (.*?)\npoint updates", out, re.S)
     assert m, out
-    raised = {
-        name: float(t) for name, t in re.findall(r"pump1/(\w+) at ([\d.]+) s", m.group(1))
-    }
+    raised = {name: float(t) for name, t in re.findall(r"pump1/(\w+) at ([\d.]+) s", m.group(1))}
     # Cavitation collapses suction pressure and shakes the pump; nothing alarms before it.
     assert raised.keys() & {"suction_pressure", "vibration", "flow"}, raised
     assert min(raised.values()) >= 12.0, raised

@@ -403,7 +403,7 @@ async def read_all(client: AsyncModbusTcpClient) -> list[int]:
 
 async def wait_until(predicate: Callable[[], bool], bound: float = 3.0) -> None:
     async with asyncio.timeout(bound):
-        while not predicate():  # noqa: ASYNC110 - the client offers no event to wait on
+        while not predicate():
             await asyncio.sleep(0.01)
 
 

@@ -1,0 +1,233 @@
+"""Batched level estimator: a random walk + white noise Kalman filter per point, with anomaly score.
+
+Every point is modelled as ``level[t] = level[t-1] + w`` (``var w = q``) measured as
+``z = level + v`` (``var v = r``). A sample is *good* when its quality is GOOD (0) and its value is
+finite with ``|z| <= 1e100`` (larger squares would approach overflow); other samples are not used.
+
+Noise from differences: for this model the first differences ``d`` of consecutive samples have
+``var(d) = 2r + q`` and lag-1 autocovariance ``-r``, so ``r = clip(-cov, 0, var(d)/2)`` and
+``q = var(d) - 2r``. Running statistics of ``d`` and of lag-1 pairs of ``d`` are kept only over
+chains of consecutive learnable samples (a gap breaks the chain, so no difference spans it). They
+are exact averages for the first 1000 differences, exponentially weighted over 1000 after that, so
+the noise estimate keeps improving and then follows slow changes. An under-estimated ``q`` makes
+the filter lag a random walk, which the CUSUM reports as drift (simulated: 2-20 % of the time in
+ALARM for q/r between 0.01 and 1 with 30 commissioning samples), while an over-estimated ``q`` only
+costs smoothing; so ``q`` is raised by one standard error of its estimate, ``1.5 var(d)/sqrt(n)``
+for ``n`` pairs (n capped at 1000). With fewer than two pairs the whole spread is taken as noise:
+``r = var(z)``, ``q = 0``. Floors: ``r >= max(1e-12, (1e-6 * mean)^2)`` so constant data keeps a
+positive variance, ``q >= 1e-3 r``.
+
+Commissioning: the first ``commissioning`` good samples feed the statistics; meanwhile the estimate
+is their running mean, score 0 and alarm NORMAL. At the end the filter starts at the mean with
+``P = r``. After that a good sample is learnt from only while the point is not in ALARM and its
+``nis <= threshold``, so anomalies do not teach the model that they are noise.
+
+Filter, per good sample: ``P += q; S = P + r; nu = z - x; nis = nu^2/S; K = P/S; x += K nu;
+P = (1 - K) P``. CUSUM on ``u = nu / sqrt(S)``: ``cp = min(h, max(0, cp + u - k))``, likewise
+``cm`` with ``-u``; the cap at ``h`` lets an alarm clear soon after the anomaly ends instead of
+after the sums have wound down from hundreds. Score: ``max(nis / threshold, max(cp, cm) / h)``;
+1.0 is the alarm threshold.
+
+Alarm: ALARM after ``alarm_on`` consecutive scores >= 1; it clears after ``alarm_off``
+consecutive scores < 0.8, which also resets the CUSUM sums. Outside ALARM the state is WARNING
+when the score is >= 0.5, else NORMAL. A sample that is not good only predicts (``P += q``):
+estimate, alarm state and counters stay, score and nis are 0. Outputs are always finite; before a
+point's first good sample its estimate is 0.0 and ``initialized`` is False.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgetwin.core.types import FloatArray, Uint16Array
+from edgetwin.twin import _level_kernel as _k
+
+_MAX_EXACT_INT = 2**53
+
+
+@dataclass(frozen=True, slots=True)
+class LevelOutput:
+    """Per-point output of one update; the arrays are fresh and safe to keep."""
+
+    estimate: FloatArray
+    score: FloatArray
+    nis: FloatArray
+    alarm: npt.NDArray[np.uint8]
+    initialized: npt.NDArray[np.bool_]
+
+
+def _positive_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")  # noqa: TRY004 - API promise
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _finite_float(name: str, value: object, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number, got {value!r}")  # noqa: TRY004 - API promise
+    out = float(value)
+    if not math.isfinite(out) or out < 0.0 or (out == 0.0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+    return out
+
+
+def _as_values(values: npt.ArrayLike, n: int) -> FloatArray:
+    arr = np.asarray(values)
+    if arr.shape != (n,):
+        raise ValueError(f"values must have shape ({n},), got {arr.shape}")
+    kind = arr.dtype.kind
+    if kind == "f" and arr.dtype.itemsize <= 8:
+        pass
+    elif kind in "iu":
+        if (
+            arr.dtype.itemsize >= 8
+            and n
+            and (arr.min() < -_MAX_EXACT_INT or arr.max() > _MAX_EXACT_INT)
+        ):
+            raise ValueError("values: integers beyond 2**53 do not convert to float64 exactly")
+    else:
+        raise ValueError(f"values must be a float64 array, got dtype {arr.dtype}")
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    return out if out.flags.writeable else out.copy()
+
+
+def _as_quality(quality: npt.ArrayLike, n: int) -> Uint16Array:
+    arr = np.asarray(quality)
+    if arr.shape != (n,):
+        raise ValueError(f"quality must have shape ({n},), got {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"quality must be a uint16 array, got dtype {arr.dtype}")
+    if arr.dtype != np.uint16 and n and (arr.min() < 0 or arr.max() > np.iinfo(np.uint16).max):
+        raise ValueError("quality values must fit in uint16")
+    out = np.ascontiguousarray(arr, dtype=np.uint16)
+    return out if out.flags.writeable else out.copy()
+
+
+class LevelEstimator:
+    """Level estimate, anomaly score and alarm for ``n_points`` points updated together."""
+
+    def __init__(
+        self,
+        n_points: int,
+        *,
+        commissioning: int = 30,
+        threshold: float = 10.83,
+        cusum_k: float = 0.5,
+        cusum_h: float = 8.0,
+        alarm_on: int = 3,
+        alarm_off: int = 5,
+    ) -> None:
+        self._n = _positive_int("n_points", n_points, 1)
+        # four samples give the two lag-1 pairs of differences the calibration needs
+        self._commissioning = _positive_int("commissioning", commissioning, 4)
+        self._threshold = _finite_float("threshold", threshold, allow_zero=False)
+        self._cusum_k = _finite_float("cusum_k", cusum_k, allow_zero=True)
+        self._cusum_h = _finite_float("cusum_h", cusum_h, allow_zero=False)
+        self._alarm_on = _positive_int("alarm_on", alarm_on, 1)
+        self._alarm_off = _positive_int("alarm_off", alarm_off, 1)
+        self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
+        self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
+
+    @property
+    def n_points(self) -> int:
+        """Number of points."""
+        return self._n
+
+    def update(self, values: npt.ArrayLike, quality: npt.ArrayLike) -> LevelOutput:
+        """Advance every point by one sample (float64 values, uint16 quality, shape (n,))."""
+        z = _as_values(values, self._n)
+        qual = _as_quality(quality, self._n)
+        out = LevelOutput(
+            estimate=np.empty(self._n, dtype=np.float64),
+            score=np.empty(self._n, dtype=np.float64),
+            nis=np.empty(self._n, dtype=np.float64),
+            alarm=np.empty(self._n, dtype=np.uint8),
+            initialized=np.empty(self._n, dtype=np.bool_),
+        )
+        _k.level_update(
+            z,
+            qual,
+            self._fs,
+            self._ist,
+            self._commissioning,
+            self._threshold,
+            self._cusum_k,
+            self._cusum_h,
+            self._alarm_on,
+            self._alarm_off,
+            out.estimate,
+            out.score,
+            out.nis,
+            out.alarm,
+            out.initialized,
+        )
+        return out
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
+        state: dict[str, npt.NDArray[Any]] = {}
+        for row, name in enumerate(_k.FLOAT_FIELDS):
+            state[name] = self._fs[row].copy()
+        for row, name in enumerate(_k.INT_FIELDS):
+            state[name] = self._ist[row].copy()
+        return state
+
+    def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
+        expected = set(_k.FLOAT_FIELDS) | set(_k.INT_FIELDS)
+        if set(state) != expected:
+            missing = sorted(expected - set(state))
+            extra = sorted(set(state) - expected)
+            raise ValueError(f"state keys mismatch: missing {missing}, unexpected {extra}")
+        fs = np.empty_like(self._fs)
+        ist = np.empty_like(self._ist)
+        for rows, names, dtype in (
+            (fs, _k.FLOAT_FIELDS, np.dtype(np.float64)),
+            (ist, _k.INT_FIELDS, np.dtype(np.int64)),
+        ):
+            for row, name in enumerate(names):
+                arr = state[name]
+                if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+                    got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+                    raise ValueError(f"state[{name!r}] must be a {dtype} array, got {got}")
+                if arr.shape != (self._n,):
+                    raise ValueError(
+                        f"state[{name!r}] must have shape ({self._n},), got {arr.shape}"
+                    )
+                rows[row] = arr
+        _check_state(fs, ist)
+        self._fs = fs
+        self._ist = ist
+
+
+def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
+    if not np.isfinite(fs).all():
+        raise ValueError("state holds non-finite floats")
+    for row in (_k.P, _k.Q, _k.R, _k.CP, _k.CM, _k.VAR, _k.DVAR):
+        if (fs[row] < 0.0).any():
+            raise ValueError(f"state[{_k.FLOAT_FIELDS[row]!r}] must be >= 0")
+    calibrated = ist[_k.CALIBRATED] == 1
+    if (fs[_k.R][calibrated] <= 0.0).any():
+        raise ValueError("state['r'] must be > 0 for calibrated points")
+    limits = {
+        _k.CALIBRATED: 1,
+        _k.ALARM: _k.ALARMED,
+        _k.CHAIN: 2,
+    }
+    for row, name in enumerate(_k.INT_FIELDS):
+        if (ist[row] < 0).any() or (row in limits and (ist[row] > limits[row]).any()):
+            raise ValueError(f"state[{name!r}] out of range")
+
+
+def warmup() -> None:
+    """Compile (or load from the on-disk cache) the kernels, on a one-point estimator."""
+    LevelEstimator(1, commissioning=4).update(np.zeros(1), np.zeros(1, dtype=np.uint16))
