@@ -13,7 +13,7 @@ import numpy as np
 
 from edgetwin.core.backoff import Backoff
 from edgetwin.core.types import DeviceReading, Quality
-from edgetwin.drivers.modbus import PollResult
+from edgetwin.drivers.base import PollResult
 
 log = logging.getLogger(__name__)
 

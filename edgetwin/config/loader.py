@@ -13,12 +13,12 @@ import re
 import stat
 import tomllib
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -26,6 +26,9 @@ from edgetwin.config.locate import KeyPath, TomlLocator
 from edgetwin.config.schema import Config, Name
 from edgetwin.errors import ConfigError, ConfigProblem
 from edgetwin.protocols.modbus.codec import REGISTER_COUNT
+
+# A discriminated union's key: a field name, or a function of the raw table (devices' driver).
+Disc = str | Callable[[Any], Hashable] | None
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -175,7 +178,7 @@ def _translate(error: ErrorDetails) -> _Issue:
         return _Issue(path, f"must be {_one_of(options)}, got {_show(value)}{hint}")
     if kind in _EXPECTED:
         want = _EXPECTED[kind]
-        if kind == "list_type" and _is_model(_unwrap(_child(tp, 0))[0]):
+        if kind == "list_type" and _holds_tables(_unwrap(_child(tp, 0))[0]):
             header = ".".join(p for p in path if isinstance(p, str))
             want = f"an array of tables, written [[{header}]]"
         return _Issue(path, f"expected {want}, got {_describe(value)}")
@@ -210,7 +213,7 @@ def _walk(loc: Sequence[str | int]) -> tuple[KeyPath, Any]:
     return tuple(path), tp
 
 
-def _unwrap(typed: tuple[Any, str | None]) -> tuple[Any, str | None]:
+def _unwrap(typed: tuple[Any, Disc]) -> tuple[Any, Disc]:
     tp, disc = typed
     while True:
         origin = get_origin(tp)
@@ -218,6 +221,8 @@ def _unwrap(typed: tuple[Any, str | None]) -> tuple[Any, str | None]:
             tp, *meta = get_args(tp)
             for info in meta:
                 if isinstance(info, FieldInfo) and isinstance(info.discriminator, str):
+                    disc = info.discriminator
+                elif isinstance(info, Discriminator) and callable(info.discriminator):
                     disc = info.discriminator
         elif origin in {Union, types.UnionType}:
             members = [a for a in get_args(tp) if a is not type(None)]
@@ -228,7 +233,7 @@ def _unwrap(typed: tuple[Any, str | None]) -> tuple[Any, str | None]:
             return tp, disc
 
 
-def _child(tp: Any, part: str | int) -> tuple[Any, str | None]:
+def _child(tp: Any, part: str | int) -> tuple[Any, Disc]:
     if _is_model(tp) and isinstance(part, str):
         field = tp.model_fields.get(part)
         if field is None:
@@ -241,11 +246,17 @@ def _child(tp: Any, part: str | int) -> tuple[Any, str | None]:
     return None, None
 
 
-def _tagged(tp: Any, disc: str | None, tag: object) -> Any:
-    """The member of a discriminated union whose ``disc`` literal is ``tag``, else None."""
+def _tagged(tp: Any, disc: Disc, tag: object) -> Any:
+    """The member of a discriminated union whose ``disc`` literal (or Tag) is ``tag``, else None."""
     if disc is None or not isinstance(tag, str):
         return None
     members = get_args(tp) if get_origin(tp) in {Union, types.UnionType} else (tp,)
+    if callable(disc):  # members are Annotated[Model, Tag(...)]
+        for member in members:
+            model, *meta = get_args(member) if get_origin(member) is Annotated else (member,)
+            if any(isinstance(m, Tag) and m.tag == tag for m in meta):
+                return model
+        return None
     for member in members:
         field = member.model_fields.get(disc) if _is_model(member) else None
         if (
@@ -257,6 +268,15 @@ def _tagged(tp: Any, disc: str | None, tag: object) -> Any:
     return None
 
 
+def _holds_tables(tp: Any) -> bool:
+    """A model, or a union of (tagged) models."""
+    if get_origin(tp) in {Union, types.UnionType}:
+        return all(_holds_tables(a) for a in get_args(tp))
+    if get_origin(tp) is Annotated:
+        return _holds_tables(get_args(tp)[0])
+    return _is_model(tp)
+
+
 def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
@@ -265,11 +285,11 @@ def _fields(tp: Any) -> list[str]:
     return list(tp.model_fields) if _is_model(tp) else []
 
 
-def _loose_types(data: Any, tp: Any, disc: str | None, path: KeyPath) -> Iterator[_Issue]:
+def _loose_types(data: Any, tp: Any, disc: Disc, path: KeyPath) -> Iterator[_Issue]:
     """Numbers written as strings or booleans, which pydantic's lax mode would accept."""
     tp, disc = _unwrap((tp, disc))
     if disc is not None and isinstance(data, dict):
-        tp = _tagged(tp, disc, data.get(disc))
+        tp = _tagged(tp, disc, disc(data) if callable(disc) else data.get(disc))
     if _is_model(tp) and isinstance(data, dict):
         for key, value in data.items():
             if isinstance(key, str) and key in tp.model_fields:
@@ -295,6 +315,7 @@ def _semantic_issues(data: dict[str, Any], where: Callable[[KeyPath], str]) -> l
         issues += _duplicates(points, "point", where)
         issues += _overlaps(points, where)
     issues += _bus_references(data.get("buses"), devices)
+    issues += _bus_kinds(data.get("buses"), devices)
     issues += _unit_ids(devices, where)
     issues += _file_paths(data)
     return issues
@@ -371,11 +392,36 @@ def _bus_references(buses: object, devices: list[tuple[KeyPath, Any]]) -> Iterat
             yield _Issue((*path, "bus"), f"unknown bus {bus!r}{hint}; defined buses: {defined}")
 
 
+_DRIVER_BUSES = {
+    "modbus": ("modbus_tcp", "modbus_rtu", "modbus_rtu_tcp"),
+    "serial": ("serial",),
+    "i2c": ("i2c",),
+}
+
+
+def _bus_kinds(buses: object, devices: list[tuple[KeyPath, Any]]) -> Iterator[_Issue]:
+    if not isinstance(buses, list):
+        return
+    kinds = {b.get("name"): b.get("kind") for b in buses if isinstance(b, dict)}
+    for path, device in devices:
+        driver, kind = device.get("driver", "modbus"), kinds.get(device.get("bus"))
+        fits = _DRIVER_BUSES.get(driver) if isinstance(driver, str) else None
+        known = any(kind in kinds for kinds in _DRIVER_BUSES.values())
+        if known and fits is not None and kind not in fits:
+            text = (
+                f"a {driver} device cannot sit on bus {device.get('bus')!r} of kind {kind!r}; "
+                f"it needs {_one_of(list(fits))}"
+            )
+            yield _Issue((*path, "bus"), text)
+
+
 def _unit_ids(
     devices: list[tuple[KeyPath, Any]], where: Callable[[KeyPath], str]
 ) -> Iterator[_Issue]:
     first: dict[tuple[str, int], tuple[KeyPath, object]] = {}
     for path, device in devices:
+        if device.get("driver", "modbus") != "modbus":
+            continue
         bus, unit = device.get("bus"), device.get("unit", 1)
         if not isinstance(bus, str) or isinstance(unit, bool) or not isinstance(unit, int):
             continue

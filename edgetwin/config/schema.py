@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator
 
-from edgetwin.protocols.modbus.codec import REGISTER_COUNT, ByteOrder, ValueType
+from edgetwin.config.common import Model as _Model
+from edgetwin.config.common import Name
+from edgetwin.config.i2c import I2cBusConfig, I2cDeviceConfig
+from edgetwin.config.modbus import (
+    ModbusDeviceConfig,
+    ModbusPointConfig,
+    ModbusRtuBusConfig,
+    ModbusRtuTcpBusConfig,
+    ModbusTcpBusConfig,
+)
+from edgetwin.config.serial import SerialBusConfig, SerialDeviceConfig
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = [
+    "BusConfig",
+    "Config",
+    "DeviceConfig",
+    "GatewayConfig",
+    "ModbusDeviceConfig",
+    "ModbusPointConfig",
+    "ModbusRtuBusConfig",
+    "ModbusRtuTcpBusConfig",
+    "ModbusTcpBusConfig",
+    "MqttConfig",
+    "Name",
+    "OutboxConfig",
+    "TwinConfig",
+]
 
 
 class GatewayConfig(_Model):
@@ -88,63 +108,27 @@ class TwinConfig(_Model):
     alarm_off: int = Field(5, ge=1, le=10_000, description="consecutive samples to clear")
 
 
-class ModbusTcpBusConfig(_Model):
-    """A Modbus TCP endpoint (a device, or a gateway with several unit ids behind it)."""
-
-    kind: Literal["modbus_tcp"]
-    name: Name
-    host: str
-    port: int = Field(502, ge=1, le=65535)
-    timeout: float = Field(1.0, gt=0, le=60)
+def _driver(device: Any) -> str:
+    """Which device schema applies: ``driver`` names it; Modbus when absent."""
+    if isinstance(device, dict):
+        return str(device.get("driver", "modbus"))
+    return str(getattr(device, "driver", "modbus"))
 
 
-BusConfig = Annotated[ModbusTcpBusConfig, Field(discriminator="kind")]
-
-Table = Literal["coil", "discrete", "holding", "input"]
-
-
-class ModbusPointConfig(_Model):
-    """One value read from a Modbus device."""
-
-    name: Name
-    table: Table
-    address: int = Field(ge=0, le=65535)
-    type: ValueType = "uint16"
-    order: ByteOrder = "ABCD"
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    range: tuple[float, float] | None = None
-    model: Literal["level", "none"] = "level"
-
-    @model_validator(mode="after")
-    def _fits(self) -> ModbusPointConfig:
-        bit_table = self.table in {"coil", "discrete"}
-        if bit_table != (self.type == "bool"):
-            raise ValueError(
-                f"type {self.type!r} does not fit table {self.table!r} "
-                "(coils and discrete inputs are bool; registers are numeric)"
-            )
-        last = self.address + REGISTER_COUNT[self.type] - 1
-        if last > 65535:
-            raise ValueError(f"register out of range: {self.type} at {self.address} ends at {last}")
-        if self.range is not None and not self.range[0] < self.range[1]:
-            raise ValueError("range must be [low, high] with low < high")
-        if self.scale == 0:
-            raise ValueError("scale must not be 0")
-        return self
-
-
-class DeviceConfig(_Model):
-    """A device on a bus and the points read from it."""
-
-    name: Name
-    bus: str
-    unit: int = Field(1, ge=0, le=255)
-    interval: float = Field(1.0, ge=0.05, le=86400, description="poll period, s")
-    max_gap: int = Field(8, ge=0, le=124, description="unused registers read through")
-    max_registers: int = Field(125, ge=1, le=125)
-    points: list[ModbusPointConfig] = Field(min_length=1)
+BusConfig = Annotated[
+    ModbusTcpBusConfig
+    | ModbusRtuBusConfig
+    | ModbusRtuTcpBusConfig
+    | SerialBusConfig
+    | I2cBusConfig,
+    Field(discriminator="kind"),
+]
+DeviceConfig = Annotated[
+    Annotated[ModbusDeviceConfig, Tag("modbus")]
+    | Annotated[SerialDeviceConfig, Tag("serial")]
+    | Annotated[I2cDeviceConfig, Tag("i2c")],
+    Discriminator(_driver),
+]
 
 
 class Config(_Model):
@@ -157,6 +141,6 @@ class Config(_Model):
     buses: list[BusConfig] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)
 
-    def bus(self, name: str) -> ModbusTcpBusConfig:
+    def bus(self, name: str) -> BusConfig:
         """Return the bus called ``name`` (the loader has checked every reference)."""
         return next(b for b in self.buses if b.name == name)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 
-from edgetwin.config.schema import DeviceConfig, ModbusPointConfig
+from edgetwin.config.modbus import ModbusDeviceConfig, ModbusPointConfig
 from edgetwin.core.types import Quality
-from edgetwin.errors import DeviceExceptionError, EdgetwinError, ProtocolError, TransientError
+from edgetwin.drivers.base import PollResult
+from edgetwin.errors import DeviceExceptionError, ProtocolError, TransientError
 from edgetwin.protocols.modbus.codec import REGISTER_COUNT, decode
 from edgetwin.protocols.modbus.plan import MAX_BITS, ReadRequest, Span, plan_reads
 from edgetwin.transports.modbus_tcp import ModbusTcpLink, Table
@@ -19,28 +20,6 @@ log = logging.getLogger(__name__)
 
 # Qualities that leave no usable number; OUT_OF_RANGE keeps its value for the record.
 _NO_VALUE = Quality.COMM_FAIL | Quality.DEVICE_ERROR | Quality.DECODE_ERROR | Quality.NOT_FINITE
-
-
-@dataclass(slots=True)
-class PollResult:
-    """Values and qualities in config point order, plus what went wrong, per request."""
-
-    values: np.ndarray
-    quality: np.ndarray
-    requests: int
-    failed: int = 0
-    ok: int = 0
-    errors: list[EdgetwinError] = field(default_factory=list)
-
-    @property
-    def answered(self) -> bool:
-        """True when at least one request got a valid answer."""
-        return self.failed < self.requests
-
-    def fail(self, exc: EdgetwinError, requests: int = 1) -> None:
-        """Record ``requests`` requests lost to ``exc``."""
-        self.failed += requests
-        self.errors.append(exc)
 
 
 def _scaled(point: ModbusPointConfig, raw: float) -> tuple[float, Quality]:
@@ -55,32 +34,46 @@ def _scaled(point: ModbusPointConfig, raw: float) -> tuple[float, Quality]:
 class ModbusDevice:
     """Reads one device's points through a shared link in the fewest requests."""
 
-    def __init__(self, cfg: DeviceConfig, link: ModbusTcpLink) -> None:
+    def __init__(self, cfg: ModbusDeviceConfig, link: ModbusTcpLink) -> None:
         self.cfg = cfg
         self.link = link
-        self.plan: list[tuple[Table, ReadRequest]] = []
+        self.plan = self._plan(range(len(cfg.points)))
+        self._plans: dict[tuple[int, ...], list[tuple[Table, ReadRequest]]] = {}
+
+    def _plan(self, keys: Sequence[int]) -> list[tuple[Table, ReadRequest]]:
+        """Coalesced requests for the points ``keys``, table by table."""
+        plan: list[tuple[Table, ReadRequest]] = []
         for table in ("coil", "discrete", "holding", "input"):
             spans = [
                 Span(i, p.address, REGISTER_COUNT[p.type])
-                for i, p in enumerate(cfg.points)
-                if p.table == table
+                for i in keys
+                if (p := self.cfg.points[i]).table == table
             ]
-            limit = MAX_BITS if table in {"coil", "discrete"} else cfg.max_registers
-            gap = cfg.max_gap * (16 if table in {"coil", "discrete"} else 1)
-            self.plan += [(table, r) for r in plan_reads(spans, max_count=limit, max_gap=gap)]
+            limit = MAX_BITS if table in {"coil", "discrete"} else self.cfg.max_registers
+            gap = self.cfg.max_gap * (16 if table in {"coil", "discrete"} else 1)
+            plan += [(table, r) for r in plan_reads(spans, max_count=limit, max_gap=gap)]
+        return plan
 
     @property
     def name(self) -> str:
         """The device's configured name."""
         return self.cfg.name
 
-    async def poll(self) -> PollResult:
-        """Run every planned request; a failed request marks only its own points bad."""
+    async def poll(self, points: Sequence[int] | None = None) -> PollResult:
+        """Read ``points`` (all when None); a failed request marks only its own points bad."""
         n = len(self.cfg.points)
+        if points is None:
+            plan = self.plan
+        else:
+            key = tuple(sorted(points))
+            plan = self._plans.get(key) or self._plans.setdefault(key, self._plan(key))
         values = np.full(n, np.nan)
-        quality = np.full(n, int(Quality.COMM_FAIL), dtype=np.uint16)
-        result = PollResult(values, quality, requests=len(self.plan))
-        for table, req in self.plan:
+        quality = np.full(n, int(Quality.STALE), dtype=np.uint16)
+        for _, req in plan:
+            for span in req.spans:
+                quality[span.key] = Quality.COMM_FAIL
+        result = PollResult(values, quality, requests=len(plan))
+        for table, req in plan:
             try:
                 words = await self.link.read(table, req.address, req.count, self.cfg.unit)
             except DeviceExceptionError as exc:

@@ -19,11 +19,10 @@ from edgetwin import __version__
 from edgetwin.acquisition.poller import DevicePoller
 from edgetwin.config.schema import Config
 from edgetwin.core.types import Alarm, DeviceReading, TwinBatch
-from edgetwin.drivers.modbus import ModbusDevice
 from edgetwin.runtime import systemd
+from edgetwin.runtime.devices import make_device, open_link
 from edgetwin.runtime.twin_stage import AlarmChange, TwinStage
 from edgetwin.storage.outbox import Outbox
-from edgetwin.transports.modbus_tcp import ModbusTcpLink
 from edgetwin.twin.level import warmup
 from edgetwin.uplink.codec import (
     Birth,
@@ -84,12 +83,10 @@ class Gateway:
             commit_interval=cfg.outbox.commit_interval,
             max_bytes=cfg.outbox.max_bytes,
         )
-        self.links = {
-            bus.name: ModbusTcpLink(bus.host, bus.port, timeout=bus.timeout) for bus in cfg.buses
-        }
+        self.links = {bus.name: open_link(bus) for bus in cfg.buses}
         self.pollers = [
             DevicePoller(
-                ModbusDevice(dev, self.links[dev.bus]),
+                make_device(dev, self.links[dev.bus]),
                 len(dev.points),
                 dev.interval,
                 self._on_reading,
@@ -145,7 +142,7 @@ class Gateway:
                         device=dev.name,
                         point=p.name,
                         unit=p.unit,
-                        type=p.type,
+                        type=getattr(p, "type", "float64"),
                         model=p.model,
                         threshold=self.cfg.twin.threshold,
                     )

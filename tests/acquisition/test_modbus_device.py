@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgetwin.acquisition.poller import DevicePoller
-from edgetwin.config.schema import DeviceConfig, ModbusPointConfig
+from edgetwin.config.modbus import ModbusDeviceConfig, ModbusPointConfig
 from edgetwin.core.types import DeviceReading, Quality
 from edgetwin.drivers.modbus import ModbusDevice
 from edgetwin.protocols.modbus.codec import decode
@@ -36,8 +36,8 @@ PUMP_POINTS = [
 
 def device_cfg(
     unit: int = 1, points: list[ModbusPointConfig] | None = None, **kw: object
-) -> DeviceConfig:
-    return DeviceConfig(
+) -> ModbusDeviceConfig:
+    return ModbusDeviceConfig(
         name=f"pump{unit}", bus="plant", unit=unit, points=points or PUMP_POINTS, **kw
     )  # type: ignore[arg-type]
 

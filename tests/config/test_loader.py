@@ -206,7 +206,10 @@ CASES = [
         [("mqtt.password_file", "here", ["does not exist", "mqtt.password"])],
     ),
     ("buses_as_table.toml", [("buses", "here", ["array of tables", "[[buses]]"])]),
-    ("unknown_bus_kind.toml", [("buses[0].kind", "here", ["unknown kind 'modbus_rtu'"])]),
+    (
+        "unknown_bus_kind.toml",
+        [("buses[0].kind", "here", ["unknown kind 'modbus_rtx'", "did you mean 'modbus_rtu'"])],
+    ),
     (
         "table_typo.toml",
         [("devices[0].points[0].table", "here", ["'inptu'", "did you mean 'input'?"])],

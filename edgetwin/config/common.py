@@ -1,0 +1,41 @@
+"""Pieces every config fragment shares: names, the strict base model, points and devices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
+Seconds = Annotated[float, Field(ge=0.05, le=86400)]
+
+
+class Model(BaseModel):
+    """Strict and frozen: unknown keys are errors, loaded objects never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PointBase(Model):
+    """What every point has, whatever the bus: a name, a unit, a twin model, a poll period."""
+
+    name: Name
+    unit: str = ""
+    range: tuple[float, float] | None = None
+    model: Literal["level", "none"] = "level"
+    interval: Seconds | None = Field(None, description="poll period, s; default: the device's")
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> PointBase:
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError("range must be [low, high] with low < high")
+        return self
+
+
+class DeviceBase(Model):
+    """What every device has: a name, the bus it sits on, a default poll period."""
+
+    name: Name
+    bus: str
+    interval: Seconds = Field(1.0, description="poll period, s")
+    timeout: float | None = Field(None, gt=0, le=60, description="default: the bus timeout")

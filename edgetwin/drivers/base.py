@@ -1,0 +1,50 @@
+"""What every driver returns and what the acquisition layer needs of a device."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from edgetwin.errors import EdgetwinError
+
+
+@dataclass(slots=True)
+class PollResult:
+    """Values and qualities in config point order, plus what went wrong, per request.
+
+    Values are NaN where no number could be read; a point not polled this time is NaN with
+    quality STALE.
+    """
+
+    values: np.ndarray
+    quality: np.ndarray
+    requests: int
+    failed: int = 0
+    ok: int = 0
+    errors: list[EdgetwinError] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        """True when at least one request got a valid answer (or none was needed)."""
+        return self.failed < self.requests or self.requests == 0
+
+    def fail(self, exc: EdgetwinError, requests: int = 1) -> None:
+        """Record ``requests`` requests lost to ``exc``."""
+        self.failed += requests
+        self.errors.append(exc)
+
+
+class Device(Protocol):
+    """A device as pollers and schedulers see it."""
+
+    @property
+    def name(self) -> str:
+        """The device's configured name."""
+        ...
+
+    async def poll(self, points: Sequence[int] | None = None) -> PollResult:
+        """Read the given points (indexes into the config's point list; all when None)."""
+        ...
