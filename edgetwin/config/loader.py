@@ -220,9 +220,7 @@ def _unwrap(typed: tuple[Any, Disc]) -> tuple[Any, Disc]:
         if origin is Annotated:
             tp, *meta = get_args(tp)
             for info in meta:
-                if isinstance(info, FieldInfo) and isinstance(info.discriminator, str):
-                    disc = info.discriminator
-                elif isinstance(info, Discriminator) and callable(info.discriminator):
+                if (isinstance(info, FieldInfo) and isinstance(info.discriminator, str)) or (isinstance(info, Discriminator) and callable(info.discriminator)):
                     disc = info.discriminator
         elif origin in {Union, types.UnionType}:
             members = [a for a in get_args(tp) if a is not type(None)]
