@@ -220,8 +220,9 @@ def _unwrap(typed: tuple[Any, Disc]) -> tuple[Any, Disc]:
         if origin is Annotated:
             tp, *meta = get_args(tp)
             for info in meta:
-                if (isinstance(info, FieldInfo) and isinstance(info.discriminator, str)) or (isinstance(info, Discriminator) and callable(info.discriminator)):
-                    disc = info.discriminator
+                key = info.discriminator if isinstance(info, FieldInfo | Discriminator) else None
+                if isinstance(key, str) or (isinstance(info, Discriminator) and callable(key)):
+                    disc = key
         elif origin in {Union, types.UnionType}:
             members = [a for a in get_args(tp) if a is not type(None)]
             if len(members) != 1:
