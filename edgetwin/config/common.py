@@ -39,3 +39,5 @@ class DeviceBase(Model):
     bus: str
     interval: Seconds = Field(1.0, description="poll period, s")
     timeout: float | None = Field(None, gt=0, le=60, description="default: the bus timeout")
+    breaker_failures: int = Field(2, ge=1, le=100, description="failed polls before probing")
+    probe_max: float = Field(30.0, ge=0.1, le=3600, description="longest wait between probes, s")

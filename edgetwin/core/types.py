@@ -40,7 +40,7 @@ def point_id(device: str, point: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DeviceReading:
-    """One poll of one device: a value and a quality per configured point, in config order.
+    """One poll of one device: a value and a quality per point polled, in config order.
 
     Values are NaN where no number could be read; OUT_OF_RANGE keeps the value it read.
     """
@@ -49,6 +49,7 @@ class DeviceReading:
     ts: float  # unix seconds at which the poll completed
     values: FloatArray
     quality: Uint16Array
+    index: IntArray | None = None  # which of the device's points these are; None: all
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The gateway: one TaskGroup of named tasks, started and stopped in order.
 
-Data flows one way: pollers → readings queue → twin → outbox → MQTT uplink. Shutdown runs
+Data flows one way: bus schedulers → readings queue → twin → outbox → MQTT uplink. Shutdown runs
 the same way: stop polling, let the twin drain, commit the outbox, let the uplink deliver
 within the grace period, then close the database. What the uplink could not deliver stays
 in the outbox for the next start.
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from edgetwin import __version__
-from edgetwin.acquisition.poller import DevicePoller
+from edgetwin.acquisition.scheduler import BusScheduler, DeviceSpec
 from edgetwin.config.schema import Config
 from edgetwin.core.types import Alarm, DeviceReading, TwinBatch
 from edgetwin.runtime import systemd
@@ -84,15 +84,24 @@ class Gateway:
             max_bytes=cfg.outbox.max_bytes,
         )
         self.links = {bus.name: open_link(bus) for bus in cfg.buses}
-        self.pollers = [
-            DevicePoller(
-                make_device(dev, self.links[dev.bus]),
-                len(dev.points),
-                dev.interval,
+        self.schedulers = [
+            BusScheduler(
+                bus.name,
+                [
+                    DeviceSpec(
+                        make_device(dev, self.links[bus.name]),
+                        [p.interval or dev.interval for p in dev.points],
+                        breaker_failures=dev.breaker_failures,
+                        probe_max=dev.probe_max,
+                    )
+                    for dev in cfg.devices
+                    if dev.bus == bus.name
+                ],
                 self._on_reading,
                 on_change=self._on_device_change,
             )
-            for dev in cfg.devices
+            for bus in cfg.buses
+            if any(dev.bus == bus.name for dev in cfg.devices)
         ]
         self.uplink = MqttUplink(
             cfg.mqtt,
@@ -251,15 +260,13 @@ class Gateway:
                 writer = tg.create_task(self.outbox.run_writer(), name="outbox-writer")
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
                 twin = tg.create_task(self._twin_task(), name="twin")
-                polls = [
-                    tg.create_task(p.run(stop), name=f"poll:{p.device.name}") for p in self.pollers
-                ]
+                polls = [tg.create_task(b.run(stop), name=f"bus:{b.name}") for b in self.schedulers]
                 systemd.notify(f"READY=1\nSTATUS=session {self.session}")
                 log.info(
                     "gateway %s running: session %s, %d devices, %d points",
                     self.cfg.gateway.id,
                     self.session,
-                    len(self.pollers),
+                    len(self.cfg.devices),
                     self.twin.n_points,
                 )
                 await stop.wait()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-from collections import Counter
 from collections.abc import AsyncIterator
 
-import numpy as np
 import pytest
 
-from edgetwin.acquisition.poller import DevicePoller
 from edgetwin.config.modbus import ModbusDeviceConfig, ModbusPointConfig
-from edgetwin.core.types import DeviceReading, Quality
+from edgetwin.core.types import Quality
 from edgetwin.drivers.modbus import ModbusDevice
 from edgetwin.protocols.modbus.codec import decode
 from edgetwin.transports.modbus_tcp import ModbusTcpLink
@@ -129,50 +124,6 @@ async def test_out_of_range_keeps_value_and_flags_it(
         link.close()
     assert result.quality[0] == Quality.OUT_OF_RANGE
     assert result.values[0] > 100
-
-
-async def test_dead_unit_does_not_stall_its_neighbour(
-    pumps: tuple[PumpServer, list[PumpDevice]], caplog: pytest.LogCaptureFixture
-) -> None:
-    server, (_, pump2) = pumps
-    caplog.set_level(logging.INFO, logger="edgetwin.acquisition.poller")
-    link = ModbusTcpLink("127.0.0.1", server.port, timeout=0.3)
-    readings: list[DeviceReading] = []
-    changes: list[tuple[str, bool]] = []
-    pollers = [
-        DevicePoller(
-            ModbusDevice(device_cfg(u), link),
-            len(PUMP_POINTS),
-            0.1,
-            readings.append,
-            on_change=lambda d, online, _r: changes.append((d, online)),
-            backoff_cap=0.5,
-        )
-        for u in (1, 2)
-    ]
-    pump2.inject("no_answer")
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(p.run(stop)) for p in pollers]
-    try:
-        await asyncio.sleep(2.5)
-        pump2.clear("no_answer")
-        await asyncio.sleep(1.5)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        link.close()
-    good = Counter(r.device for r in readings if (r.quality == Quality.GOOD).all())
-    bad = Counter(r.device for r in readings if (r.quality == Quality.COMM_FAIL).all())
-    assert good["pump1"] >= 8  # kept being polled while pump2 was silent
-    assert bad["pump2"] >= 1
-    assert good["pump2"] >= 1  # recovered after the fault was cleared
-    assert changes.count(("pump2", False)) == 1  # lost once, not once per failed poll
-    assert ("pump2", True) in changes[changes.index(("pump2", False)) :]
-    lost = [r for r in caplog.records if "pump2: lost" in r.getMessage()]
-    recovered = [r for r in caplog.records if "pump2: recovered" in r.getMessage()]
-    assert len(lost) == 1
-    assert len(recovered) == 1
-    assert all(np.isnan(r.values).all() for r in readings if r.device == "pump2" and r.quality[0])
 
 
 async def test_unreachable_endpoint_is_a_connection_error() -> None:

@@ -1,0 +1,98 @@
+"""The twin stage: rate groups get their own estimators; snapshots hold every point seen."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgetwin.config import load_config_text
+from edgetwin.core.types import Alarm, DeviceReading, Quality
+from edgetwin.runtime.twin_stage import TwinStage
+from edgetwin.twin.level import LevelEstimator
+
+CONFIG = """
+[gateway]
+id = "gw"
+state_dir = "/tmp/unused"
+
+[twin]
+commissioning = 10
+
+[[buses]]
+name = "plant"
+kind = "modbus_tcp"
+host = "127.0.0.1"
+
+[[devices]]
+name = "a"
+bus = "plant"
+interval = 0.5
+points = [
+  { name = "p", table = "input", address = 0, type = "float32" },
+  { name = "q", table = "input", address = 2, type = "float32", interval = 2.0 },
+  { name = "r", table = "input", address = 4, type = "uint16", model = "none" },
+  { name = "s", table = "input", address = 5, type = "float32", interval = 2.0 },
+]
+
+[[devices]]
+name = "b"
+bus = "plant"
+unit = 2
+points = [{ name = "x", table = "input", address = 0, type = "float32" }]
+"""
+
+
+def reading(dev: str, idx: list[int] | None, values: list[float], t: float) -> DeviceReading:
+    return DeviceReading(
+        dev,
+        t,
+        np.array(values),
+        np.zeros(len(values), np.uint16),
+        index=None if idx is None else np.array(idx),
+    )
+
+
+def test_groups_match_a_standalone_estimator_and_indexes_are_global() -> None:
+    stage = TwinStage(load_config_text(CONFIG, filename="t.toml"))
+    rng = np.random.default_rng(3)
+    fast = LevelEstimator(1, commissioning=10)
+    slow = LevelEstimator(2, commissioning=10)
+    for k in range(40):
+        v = 10 + rng.normal(size=1)
+        batch, _ = stage.step(reading("a", [0, 2], [v[0], 7.0], k))
+        ref = fast.update(v, np.zeros(1, np.uint16))
+        assert batch.index.tolist() == [0, 2]
+        np.testing.assert_array_equal(batch.estimate[:1], ref.estimate)
+        assert batch.estimate[1] == 7.0  # model "none": the value itself
+        if k % 4 == 0:
+            w = 5 + rng.normal(size=2)
+            batch, _ = stage.step(reading("a", [1, 3], w.tolist(), k))
+            ref2 = slow.update(w, np.zeros(2, np.uint16))
+            assert batch.index.tolist() == [1, 3]
+            np.testing.assert_array_equal(batch.estimate, ref2.estimate)
+    batch, _ = stage.step(reading("b", None, [1.0], 41))
+    assert batch.index.tolist() == [4]  # device b's point follows device a's four
+
+
+def test_alarm_changes_and_snapshot() -> None:
+    stage = TwinStage(load_config_text(CONFIG, filename="t.toml"))
+    rng = np.random.default_rng(4)
+    for k in range(30):
+        stage.step(reading("a", [0, 2], [10 + 0.1 * rng.normal(), 1.0], k))
+    changes = []
+    for k in range(30, 36):
+        _, ch = stage.step(reading("a", [0, 2], [50.0, 1.0], k))  # a 400-sigma step
+        changes += ch
+    assert [(c.point, c.after) for c in changes if c.after == Alarm.ALARM] == [("p", Alarm.ALARM)]
+    snap = stage.snapshot()
+    assert snap is not None
+    assert snap.index.tolist() == [0, 2]  # only points that have been read
+    bad = DeviceReading(
+        "a",
+        40,
+        np.array([np.nan, np.nan]),
+        np.full(2, int(Quality.COMM_FAIL), np.uint16),
+        index=np.array([0, 2]),
+    )
+    batch, _ = stage.step(bad)
+    assert np.isfinite(batch.estimate).all()
+    assert (batch.quality == Quality.COMM_FAIL).all()
