@@ -24,6 +24,15 @@ class PointBase(Model):
     range: tuple[float, float] | None = None
     model: Literal["level", "none"] = "level"
     interval: Seconds | None = Field(None, description="poll period, s; default: the device's")
+    resolution: float | None = Field(
+        None, gt=0, description="quantisation step on the wire; None: exact float64"
+    )
+    deadband: float | None = Field(
+        None, ge=0, description="report when the value moved more than this since last sent"
+    )
+    report: Literal["default", "deadband", "model", "full"] = Field(
+        "default", description="report-by-exception mode; default: uplink.report"
+    )
 
     @model_validator(mode="after")
     def _range_ordered(self) -> PointBase:

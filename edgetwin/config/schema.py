@@ -34,6 +34,7 @@ __all__ = [
     "Name",
     "OutboxConfig",
     "TwinConfig",
+    "UplinkConfig",
 ]
 
 
@@ -97,6 +98,21 @@ class OutboxConfig(_Model):
     grace_period: float = Field(10.0, ge=0, le=300, description="shutdown flush budget, s")
 
 
+class UplinkConfig(_Model):
+    """What goes on the wire: report-by-exception and snapshots."""
+
+    report: Literal["deadband", "model", "full"] = Field(
+        "deadband",
+        description=(
+            "deadband: a point is sent when it moved more than its deadband (or resolution); "
+            "model: when the twin's prediction error exceeds model_sigmas; full: every sample"
+        ),
+    )
+    model_sigmas: float = Field(3.0, gt=0, description="bound for report = model, in sigmas")
+    heartbeat: float = Field(60.0, ge=0.1, le=86400, description="max age of a point upstream, s")
+    snapshot_every: float = Field(300.0, ge=1, le=86400, description="full snapshot period, s")
+
+
 class TwinConfig(_Model):
     """Defaults for the twin estimator; the first samples of each point calibrate its noise."""
 
@@ -138,6 +154,7 @@ class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
     twin: TwinConfig = TwinConfig()
+    uplink: UplinkConfig = UplinkConfig()
     buses: list[BusConfig] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)
 
