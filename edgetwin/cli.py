@@ -1,4 +1,4 @@
-"""Command-line entry points: run, check, tail, demo, warmup."""
+"""Command-line entry points: run, check, tail, demo, warmup, status."""
 
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the gateway daemon",
         description=(
             "Poll the configured devices, run the twin and send its state upstream over MQTT "
-            "until SIGTERM or SIGINT, then shut down in order."
+            "until SIGTERM or SIGINT, then shut down in order. SIGHUP reloads the "
+            "configuration; a file with problems is refused and the running one kept."
         ),
     )
     p.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         type=_broker_url,
         default="mqtt://127.0.0.1:1883",
-        help="broker URL, mqtt://host:port (default: %(default)s)",
+        help="broker URL, mqtt://host:port or mqtts://host:port (default: %(default)s)",
     )
     p.add_argument("--prefix", default="edgetwin/v1", help="topic prefix (default: %(default)s)")
     p.add_argument("--gateway", default="+", help="only this gateway id (default: all)")
@@ -114,6 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["5", "3.1.1"],
         default="5",
         help="MQTT protocol version (default: %(default)s)",
+    )
+    p.add_argument(
+        "--share",
+        metavar="GROUP",
+        help=(
+            "join the MQTT 5 shared-subscription group GROUP: the broker splits frames and "
+            "events between the group's members; every member still gets births and status"
+        ),
+    )
+    p.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA certificates (PEM) for mqtts")
+    p.add_argument("--tls-cert", type=Path, metavar="FILE", help="client certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="client private key (PEM)")
+    p.add_argument(
+        "--tls-insecure",
+        action="store_true",
+        help="do not check the broker's host name (the certificate chain still is)",
+    )
+    p.add_argument("--username", help="broker user name")
+    p.add_argument(
+        "--password-file", type=Path, metavar="FILE", help="file whose first line is the password"
     )
 
     p = sub.add_parser(
@@ -139,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile (or load cached) twin kernels",
         description=("Compile the Numba kernels now so the first poll after start is not delayed."),
     )
+
+    p = sub.add_parser(
+        "status",
+        help="summarise the running daemon's health",
+        description=(
+            "Read the running gateway's status endpoint and print each device (online or "
+            "offline, since when, why), last values, alarms, uplink state and backlog. "
+            "Exit 0 all well, 1 needs attention, 2 daemon unreachable."
+        ),
+    )
+    p.add_argument("--url", help="status endpoint (default: http://127.0.0.1:9877)")
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
     return parser
 
 
@@ -165,9 +198,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _until_signal(stop: asyncio.Event) -> None:
+async def _until_signal(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
+    if reload is not None:
+
+        def on_hup() -> None:
+            log.info("SIGHUP received: reloading the configuration")
+            reload.set()
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
@@ -184,7 +224,7 @@ async def _until_signal(stop: asyncio.Event) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgetwin.config import load_config  # noqa: PLC0415
-    from edgetwin.runtime.gateway import Gateway  # noqa: PLC0415
+    from edgetwin.runtime.supervisor import supervise  # noqa: PLC0415
 
     try:
         cfg = load_config(args.config)
@@ -193,9 +233,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def main() -> None:
-        stop = asyncio.Event()
-        await _until_signal(stop)
-        await Gateway(cfg).run(stop)
+        stop, reload = asyncio.Event(), asyncio.Event()
+        await _until_signal(stop, reload)
+        await supervise(args.config, cfg, stop, reload)
 
     return _run_async(main)
 
@@ -219,6 +259,9 @@ def _run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
+    if args.share is not None and args.mqtt_protocol != "5":
+        print("tail: --share needs --mqtt-protocol 5", file=sys.stderr)
+        return EXIT_USAGE
     from edgetwin.cloud.mirror import PointUpdate  # noqa: PLC0415
     from edgetwin.cloud.render import update_json, update_text  # noqa: PLC0415
     from edgetwin.cloud.subscriber import follow  # noqa: PLC0415
@@ -239,13 +282,15 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             if args.count is not None and seen >= args.count:
                 stop.set()
 
-        async def deadline() -> None:
-            await asyncio.sleep(args.timeout)
+        async def deadline(seconds: float) -> None:
+            await asyncio.sleep(seconds)
             stop.set()
 
-        async with asyncio.TaskGroup() as tg:
-            if args.timeout is not None:
-                timer = tg.create_task(deadline(), name="tail-timeout")
+        timer = None
+        if args.timeout is not None:
+            timer = asyncio.create_task(deadline(args.timeout), name="tail-timeout")
+        try:
+            # Not inside a TaskGroup: a ConfigError must reach _run_async unwrapped (exit 2).
             await follow(
                 args.broker,
                 show,
@@ -253,15 +298,30 @@ def _cmd_tail(args: argparse.Namespace) -> int:
                 prefix=args.prefix,
                 gateway=args.gateway,
                 protocol=args.mqtt_protocol,
+                share=args.share,
+                tls_ca=args.tls_ca,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                tls_insecure=args.tls_insecure,
+                username=args.username,
+                password_file=args.password_file,
             )
-            if args.timeout is not None:
+        finally:
+            if timer is not None:
                 timer.cancel()
+                await asyncio.gather(timer, return_exceptions=True)
 
     rc = _run_async(main)
     if rc == EXIT_OK and args.count is not None and seen < args.count:
         print(f"tail: {seen} of {args.count} updates before the timeout", file=sys.stderr)
         return EXIT_FAILURE
     return rc
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from edgetwin.status import DEFAULT_URL, run_status  # noqa: PLC0415
+
+    return run_status(args.url or DEFAULT_URL, as_json=args.json)
 
 
 def _cmd_warmup(_: argparse.Namespace) -> int:
@@ -296,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tail": _cmd_tail,
         "demo": _cmd_demo,
         "warmup": _cmd_warmup,
+        "status": _cmd_status,
     }
     return handlers[args.command](args)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from edgetwin.config.common import Model as _Model
 from edgetwin.config.common import Name
@@ -25,6 +27,7 @@ __all__ = [
     "Config",
     "DeviceConfig",
     "GatewayConfig",
+    "MetricsConfig",
     "ModbusDeviceConfig",
     "ModbusPointConfig",
     "ModbusRtuBusConfig",
@@ -46,16 +49,27 @@ class GatewayConfig(_Model):
 
 
 class MqttConfig(_Model):
-    """The upstream broker."""
+    """The upstream broker: address, credentials, TLS and session."""
 
     url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = "edgetwin/v1"
-    client_id: str | None = None
+    client_id: str | None = Field(None, min_length=1, max_length=256)
     username: str | None = None
     password_file: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
     protocol: Literal["5", "3.1.1"] = "5"
     reconnect_max: float = Field(30.0, gt=0, le=3600, description="backoff cap, seconds")
+    tls_ca: Path | None = Field(None, description="CA certificates (PEM); default: system store")
+    tls_cert: Path | None = Field(None, description="client certificate chain (PEM)")
+    tls_key: Path | None = Field(None, description="private key of tls_cert (PEM, unencrypted)")
+    tls_insecure: bool = Field(False, description="skip the broker host name check; tests only")
+    clean_start: bool = Field(
+        True, description="false: resume the broker's session (3.1.1: clean_session = false)"
+    )
+    session_expiry: int = Field(
+        0, ge=0, le=0xFFFF_FFFF, description="MQTT 5: s the broker keeps a closed session"
+    )
+    inflight: int = Field(32, ge=1, le=1000, description="QoS 1 messages awaiting PUBACK")
 
     @field_validator("url")
     @classmethod
@@ -78,6 +92,66 @@ class MqttConfig(_Model):
             raise ValueError("must be a non-empty topic without wildcards or outer slashes")
         return v
 
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str | None) -> str | None:
+        if v is not None and any(not c.isprintable() or c.isspace() for c in v):
+            raise ValueError("must not contain spaces or control characters")
+        return v
+
+    @field_validator("tls_ca", "tls_cert", "tls_key")
+    @classmethod
+    def _tls_file(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        if not v.is_absolute():
+            raise ValueError("must be an absolute path")
+        try:
+            mode = v.stat().st_mode
+        except FileNotFoundError:
+            raise ValueError("file does not exist") from None
+        except OSError as exc:
+            raise ValueError(f"cannot access the file: {exc.strerror}") from None
+        if not stat.S_ISREG(mode):  # opening a FIFO would block
+            raise ValueError("is not a regular file")
+        try:
+            with v.open("rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"file is not readable: {exc.strerror}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _tls_and_session(self) -> MqttConfig:
+        tls = self.tls
+        named = ("tls_ca", "tls_cert", "tls_key", "tls_insecure")
+        given = [k for k in named if getattr(self, k) not in (None, False)]
+        if given and not tls:
+            verb = "need" if len(given) > 1 else "needs"
+            raise ValueError(f"{' and '.join(given)} {verb} an mqtts:// url")
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key needs tls_cert, the client certificate it belongs to")
+        if self.tls_cert is not None and self.tls_key is None:
+            raise ValueError("tls_cert needs tls_key (a PEM file holding both: name it twice)")
+        if tls and self.tls_ca is None and not self._system_ca_store():
+            raise ValueError("mqtts:// without tls_ca needs the system CA store; none found")
+        if self.protocol == "3.1.1" and self.session_expiry:
+            raise ValueError("session_expiry is MQTT 5 only; a 3.1.1 broker decides it")
+        if self.protocol == "5" and not self.clean_start and not self.session_expiry:
+            raise ValueError(
+                "clean_start = false needs session_expiry > 0 with MQTT 5 "
+                "(a session with expiry 0 ends at the disconnect)"
+            )
+        return self
+
+    @staticmethod
+    def _system_ca_store() -> bool:
+        paths = ssl.get_default_verify_paths()
+        if paths.cafile and Path(paths.cafile).is_file():
+            return True
+        capath = Path(paths.capath) if paths.capath else None
+        return capath is not None and capath.is_dir() and any(capath.glob("*.[0-9]"))
+
     @property
     def host(self) -> str:
         """Broker host name from the URL."""
@@ -88,6 +162,11 @@ class MqttConfig(_Model):
         """Broker port from the URL (1883, or 8883 for mqtts)."""
         parts = urlsplit(self.url)
         return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the URL asks for TLS (mqtts://)."""
+        return urlsplit(self.url).scheme == "mqtts"
 
 
 class OutboxConfig(_Model):
@@ -111,6 +190,14 @@ class UplinkConfig(_Model):
     model_sigmas: float = Field(3.0, gt=0, description="bound for report = model, in sigmas")
     heartbeat: float = Field(60.0, ge=0.1, le=86400, description="max age of a point upstream, s")
     snapshot_every: float = Field(300.0, ge=1, le=86400, description="full snapshot period, s")
+
+
+class MetricsConfig(_Model):
+    """The Prometheus endpoint (/metrics) and the status document (/status.json)."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", description="listen address; loopback keeps it local")
+    port: int = Field(9877, ge=1, le=65535)
 
 
 class TwinConfig(_Model):
@@ -155,6 +242,7 @@ class Config(_Model):
     outbox: OutboxConfig = OutboxConfig()
     twin: TwinConfig = TwinConfig()
     uplink: UplinkConfig = UplinkConfig()
+    metrics: MetricsConfig = MetricsConfig()
     buses: list[BusConfig] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)
 

@@ -2,6 +2,8 @@
 
 A row leaves the outbox only after the broker's PUBACK. After a broken link, rows that
 were in flight are sent again; subscribers drop the duplicates by (session, seq).
+The password never leaves :class:`Connector` except into the CONNECT packet: it is held as a
+``SecretStr`` and scrubbed from every error text the uplink logs or keeps.
 """
 
 from __future__ import annotations
@@ -11,17 +13,26 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiomqtt
 from aiomqtt import MqttError, ProtocolVersion, Will
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import SecretStr
 
 from edgetwin.config.schema import MqttConfig
 from edgetwin.core.backoff import Backoff
 from edgetwin.errors import ConfigError, ConfigProblem
 
 log = logging.getLogger(__name__)
+
+# CONNACK codes that retrying soon will not change: MQTT 3.1.1 (2, 4, 5) and MQTT 5 (0x85..0x8C).
+_REFUSALS = frozenset({2, 4, 5, 133, 134, 135, 138, 140})
 
 
 class Row(Protocol):
@@ -64,14 +75,148 @@ class Source(Protocol):
         ...
 
 
-def read_password(path: Path) -> str:
+def read_password(path: Path) -> SecretStr:
     """Read a broker password from a file (first line, whitespace stripped)."""
     try:
-        return (
-            path.read_text(encoding="utf-8").splitlines()[0].strip() if path.stat().st_size else ""
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        problem = ConfigProblem(str(path), "mqtt.password_file", f"cannot read: {reason}")
+        raise ConfigError([problem]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # The decoder's message quotes a byte of the secret: say less.
+        problem = ConfigProblem(str(path), "mqtt.password_file", "is not UTF-8 text")
+        raise ConfigError([problem]) from None
+    lines = text.splitlines()
+    return SecretStr(lines[0].strip() if lines else "")
+
+
+class _EncryptedKeyError(Exception):
+    """OpenSSL asked for a key passphrase; it would prompt on the terminal otherwise."""
+
+
+def _no_passphrase() -> str:
+    raise _EncryptedKeyError
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS context for an mqtts:// broker (None for mqtt://); ConfigError if files are bad."""
+    if not cfg.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=str(cfg.tls_ca) if cfg.tls_ca else None)
+    except (ssl.SSLError, OSError) as exc:
+        where = str(cfg.tls_ca or "system CA store")
+        problem = ConfigProblem(where, "mqtt.tls_ca", f"cannot load CA certificates: {exc}")
+        raise ConfigError([problem]) from exc
+    if cfg.tls_cert is not None:
+        key = str(cfg.tls_key) if cfg.tls_key else None
+        try:
+            ctx.load_cert_chain(str(cfg.tls_cert), key, password=_no_passphrase)
+        except _EncryptedKeyError:
+            text = "the key is encrypted; give an unencrypted key readable only by the service"
+            raise ConfigError([ConfigProblem(str(key), "mqtt.tls_key", text)]) from None
+        except (ssl.SSLError, OSError) as exc:
+            text = f"cannot load the client certificate and key: {exc}"
+            raise ConfigError([ConfigProblem(str(cfg.tls_cert), "mqtt.tls_cert", text)]) from exc
+    if cfg.tls_insecure:
+        ctx.check_hostname = False  # the chain is still verified against the CA
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a connection failed, safe to log; ``refused`` means a soon retry will not help."""
+
+    text: str
+    refused: bool
+
+
+class Connector:
+    """Makes clients for one broker configuration; reads the password and TLS files once."""
+
+    def __init__(self, cfg: MqttConfig) -> None:
+        self.cfg = cfg
+        self._password = read_password(cfg.password_file) if cfg.password_file else None
+        self.tls = tls_context(cfg)
+        if cfg.tls_insecure:
+            log.warning(
+                "mqtt.tls_insecure is set: the broker's host name is NOT checked, so anyone "
+                "holding a certificate from %s can pose as %s",
+                cfg.tls_ca or "the system CA store",
+                cfg.host,
+            )
+
+    def __repr__(self) -> str:
+        secret = "'**********'" if self._password is not None else "None"
+        return f"Connector(url={self.cfg.url!r}, username={self.cfg.username!r}, password={secret})"
+
+    def client(
+        self, identifier: str, *, will: Will | None = None, inflight: int | None = None
+    ) -> aiomqtt.Client:
+        """A new, unconnected client; enter it with ``async with``."""
+        cfg = self.cfg
+        v5 = cfg.protocol == "5"
+        properties = None
+        if v5 and cfg.session_expiry:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = cfg.session_expiry
+        password = None if self._password is None else self._password.get_secret_value()
+        # 3.1.1 sends a password only with a user name; aiomqtt drops it without one.
+        username = "" if cfg.username is None and password is not None else cfg.username
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=username,
+            password=password,
+            identifier=identifier,
+            protocol=ProtocolVersion.V5 if v5 else ProtocolVersion.V311,
+            will=will,
+            clean_session=None if v5 else cfg.clean_start,
+            clean_start=cfg.clean_start if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            keepalive=cfg.keepalive,
+            timeout=10.0,
+            max_inflight_messages=inflight or cfg.inflight,
+            tls_context=self.tls,
         )
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(str(path), "mqtt.password_file", str(exc))]) from exc
+        # aiomqtt warns about "pending calls" beyond this; a full window is normal here.
+        client.pending_calls_threshold = (inflight or cfg.inflight) + 16
+        return client
+
+    def failure(self, exc: MqttError, *, connecting: bool = False) -> Failure:
+        """Describe a failed (``connecting``) or lost connection without the password."""
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(exc, MqttConnectError):
+            code = getattr(exc.rc, "value", exc.rc)
+            refused = code in _REFUSALS
+            text = f"broker refused the connection: {exc}"
+            if refused and self.cfg.username is not None:
+                text += f" (user {self.cfg.username!r})"
+        elif isinstance(cause, ssl.SSLCertVerificationError):
+            text = (
+                f"TLS: the broker's certificate was rejected ({cause.verify_message}); "
+                "check mqtt.tls_ca and the host name in the URL"
+            )
+            refused = True
+        elif isinstance(cause, ssl.SSLError):
+            text = f"TLS handshake failed: {cause.reason or cause}"
+            refused = True
+        elif isinstance(cause, MqttError) and not connecting:
+            text, refused = f"connection lost: {cause}", False
+        else:
+            text, refused = str(exc) or type(exc).__name__, False
+            if connecting and self.cfg.tls and isinstance(cause, TimeoutError):
+                # TLS 1.3 brokers reject a client certificate after the handshake: no CONNACK.
+                text += " (no CONNACK over TLS: does the broker require mqtt.tls_cert?)"
+        return Failure(self.scrub(text), refused)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the password, should it ever occur, replaced by stars."""
+        secret = None if self._password is None else self._password.get_secret_value()
+        return text.replace(secret, "**********") if secret else text
 
 
 class MqttUplink:
@@ -88,7 +233,7 @@ class MqttUplink:
         online_payload: bytes,
         offline_payload: bytes,
         on_command: Callable[[str, bytes], None],
-        window: int = 32,
+        window: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -98,12 +243,19 @@ class MqttUplink:
         self.online_payload = online_payload
         self.offline_payload = offline_payload
         self.on_command = on_command
-        self.window = window
-        self.password = read_password(cfg.password_file) if cfg.password_file else None
+        self.window = window or cfg.inflight
+        self.connector = Connector(cfg)
         self.connected = False
         self.published = 0
+        self.connects = 0  # successful connections
+        self.failures = 0  # failed or lost connections since the last success
+        self.last_error: str | None = None
+        self.last_delay: float | None = None  # the last reconnect backoff, seconds
         self._drain = asyncio.Event()
         self._deadline: float | None = None
+
+    def __repr__(self) -> str:
+        return f"MqttUplink({self.connector!r}, client_id={self.client_id!r})"
 
     def drain(self, grace: float) -> None:
         """Deliver what is left within ``grace`` seconds, then say offline and return."""
@@ -115,36 +267,31 @@ class MqttUplink:
             return None
         return self._deadline - asyncio.get_running_loop().time()
 
-    def _client(self) -> aiomqtt.Client:
-        tls = ssl.create_default_context() if self.cfg.url.startswith("mqtts:") else None
-        return aiomqtt.Client(
-            self.cfg.host,
-            self.cfg.port,
-            username=self.cfg.username,
-            password=self.password,
-            identifier=self.client_id,
-            protocol=ProtocolVersion.V5 if self.cfg.protocol == "5" else ProtocolVersion.V311,
-            will=Will(self.status_topic, self.offline_payload, qos=1, retain=True),
-            keepalive=self.cfg.keepalive,
-            timeout=10.0,
-            tls_context=tls,
-        )
-
     async def run(self) -> None:
         """Connect, deliver and reconnect until a drain completes or its grace runs out."""
-        backoff = Backoff(0.5, self.cfg.reconnect_max)
-        lost_logged = False
+        cap = self.cfg.reconnect_max
+        transient = Backoff(min(0.5, cap), cap)
+        refused = Backoff(cap, cap)  # auth and TLS failures wait longest
+        will = Will(self.status_topic, self.offline_payload, qos=1, retain=True)
+        logged: str | None = None
         while True:
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 log.warning("uplink: grace period over with the broker unreachable")
                 return
+            connecting = True
             try:
-                async with self._client() as client:
+                async with self.connector.client(
+                    self.client_id, will=will, inflight=self.window
+                ) as client:
+                    connecting = False
                     self.connected = True
-                    backoff.reset()
-                    lost_logged = False
-                    log.info("uplink: connected to %s:%d", self.cfg.host, self.cfg.port)
+                    self.connects += 1
+                    self.failures = 0
+                    transient.reset()
+                    again = " again" if logged is not None else ""
+                    log.info("uplink: connected%s to %s:%d", again, self.cfg.host, self.cfg.port)
+                    logged = None
                     await client.publish(self.status_topic, self.online_payload, qos=1, retain=True)
                     for topic in self.command_topics:
                         await client.subscribe(topic, qos=1)
@@ -156,12 +303,17 @@ class MqttUplink:
                     return
             except MqttError as exc:
                 self.connected = False
-                if not lost_logged:
+                failure = self.connector.failure(exc, connecting=connecting)
+                self.failures += 1
+                self.last_error = failure.text
+                if failure.text != logged:  # once per kind of trouble, not per attempt
                     log.warning(
-                        "uplink: broker %s:%d unreachable: %s", self.cfg.host, self.cfg.port, exc
+                        "uplink: broker %s:%d: %s", self.cfg.host, self.cfg.port, failure.text
                     )
-                    lost_logged = True
-            await self._pause(backoff.next())
+                    logged = failure.text
+                delay = (refused if failure.refused else transient).next()
+            self.last_delay = delay
+            await self._pause(delay)
 
     async def _pause(self, delay: float) -> None:
         """Wait before reconnecting; a drain request cuts the wait short once."""
@@ -173,13 +325,19 @@ class MqttUplink:
             await asyncio.wait_for(self._drain.wait(), delay)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        listener = asyncio.create_task(self._listen(client), name="uplink-commands")
+        """Deliver until drained; a lost link (seen by the listener) ends the session."""
+        deliver = asyncio.create_task(self._deliver(client), name="uplink-deliver")
+        listen = asyncio.create_task(self._listen(client), name="uplink-commands")
         try:
-            await self._deliver(client)
+            done, _ = await asyncio.wait({deliver, listen}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, MqttError):
-                await listener
+            deliver.cancel()
+            listen.cancel()
+            await asyncio.gather(deliver, listen, return_exceptions=True)
+        first = deliver if deliver in done else listen
+        first.result()  # raises the MqttError that ended the session, if any
+        if first is listen:
+            raise MqttError("the message stream ended")
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -190,6 +348,8 @@ class MqttUplink:
                 log.exception("uplink: command on %s failed", message.topic)
 
     async def _deliver(self, client: aiomqtt.Client) -> None:
+        # A PUBACK missing for two keep-alive periods means the link is as good as dead.
+        ack_timeout = max(10.0, 2.0 * self.cfg.keepalive)
         while True:
             rows = await self.source.pending(self.window)
             if not rows:
@@ -201,7 +361,7 @@ class MqttUplink:
             if remaining is not None and remaining <= 0:
                 log.warning("uplink: grace period over, %d+ rows stay queued", len(rows))
                 return
-            timeout = remaining if remaining is not None else None
+            timeout = remaining if remaining is not None else ack_timeout
             results = await asyncio.gather(
                 *(
                     client.publish(r.topic, r.payload, qos=1, retain=r.retain, timeout=timeout)
