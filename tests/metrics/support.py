@@ -1,0 +1,58 @@
+"""Shared helpers for the metrics tests: HTTP against the real server, live views."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from edgetwin.runtime.metrics import UplinkView
+
+
+def _get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(url, method=method)
+    try:
+        with opener.open(req, timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+async def http_get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one request, made by urllib off the event loop."""
+    return await asyncio.to_thread(_get, url, method)
+
+
+async def scrape(base: str) -> dict[str, Metric]:
+    """GET /metrics and parse it with prometheus_client's own parser, by family name."""
+    code, headers, body = await http_get(base + "/metrics")
+    assert code == 200, body
+    assert headers["Content-Type"].startswith("text/plain")
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def samples(family: Metric, suffix: str = "") -> dict[tuple[tuple[str, str], ...], float]:
+    """A family's samples named ``family.name + suffix``, keyed by their sorted labels."""
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for s in family.samples
+        if s.name == family.name + suffix
+    }
+
+
+@dataclass
+class Uplink:
+    """A mutable stand-in for the uplink's two fields the metrics read."""
+
+    connected: bool = False
+    published: int = 0
+    broker: str = "127.0.0.1:1883"
+
+    def view(self) -> UplinkView:
+        return UplinkView(self.connected, self.published, self.broker)
