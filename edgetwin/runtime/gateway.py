@@ -21,6 +21,12 @@ from edgetwin.config.schema import Config
 from edgetwin.core.types import Alarm, DeviceReading, TwinBatch
 from edgetwin.runtime import systemd
 from edgetwin.runtime.devices import make_device, open_link
+from edgetwin.runtime.metrics import (
+    GatewayMetrics,
+    scheduler_devices,
+    twin_points,
+    uplink_state,
+)
 from edgetwin.runtime.twin_stage import AlarmChange, TwinStage
 from edgetwin.storage.outbox import Outbox
 from edgetwin.twin.level import warmup
@@ -84,12 +90,13 @@ class Gateway:
             max_bytes=cfg.outbox.max_bytes,
         )
         self.links = {bus.name: open_link(bus) for bus in cfg.buses}
+        self.metrics = GatewayMetrics(cfg.gateway.id, self.session)
         self.schedulers = [
             BusScheduler(
                 bus.name,
                 [
                     DeviceSpec(
-                        make_device(dev, self.links[bus.name]),
+                        self.metrics.instrument(bus.name, make_device(dev, self.links[bus.name])),
                         [p.interval or dev.interval for p in dev.points],
                         breaker_failures=dev.breaker_failures,
                         probe_max=dev.probe_max,
@@ -112,6 +119,12 @@ class Gateway:
             online_payload=self._status("online"),
             offline_payload=self._status("offline"),
             on_command=self._on_command,
+        )
+        self.metrics.bind(
+            devices=scheduler_devices(self.schedulers),
+            points=twin_points(cfg, self.twin),
+            outbox=self.outbox.stats,
+            uplink=uplink_state(self.uplink),
         )
         self._seq = 0
 
@@ -194,7 +207,9 @@ class Gateway:
         births = 0
         for item in items:
             if isinstance(item, DeviceReading):
+                t0 = time.perf_counter()
                 batch, ch = self.twin.step(item)
+                self.metrics.observe_tick(time.perf_counter() - t0)
                 frames.append(self._frame(batch, snapshot=False))
                 changes += ch
             elif isinstance(item, _Rebirth):
@@ -260,6 +275,14 @@ class Gateway:
                 writer = tg.create_task(self.outbox.run_writer(), name="outbox-writer")
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
                 twin = tg.create_task(self._twin_task(), name="twin")
+                metrics = (
+                    tg.create_task(
+                        self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port),
+                        name="metrics",
+                    )
+                    if self.cfg.metrics.enabled
+                    else None
+                )
                 polls = [tg.create_task(b.run(stop), name=f"bus:{b.name}") for b in self.schedulers]
                 systemd.notify(f"READY=1\nSTATUS=session {self.session}")
                 log.info(
@@ -282,6 +305,8 @@ class Gateway:
                 await uplink
                 self.outbox.stop()
                 await writer
+                if metrics is not None:
+                    metrics.cancel()
         finally:
             for link in self.links.values():
                 link.close()

@@ -194,3 +194,40 @@ async def test_sigterm_keeps_the_outbox_and_delivers_it_after_restart(tmp_path: 
     finally:
         broker.stop()
         pump.stop()
+
+
+async def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    pump, port = start_pump(tmp_path)
+    cfg_path = gateway_config(tmp_path, pump_port=port, broker_url=mosquitto.url)
+    good = cfg_path.read_text()
+    updates: list[PointUpdate] = []
+    stop = asyncio.Event()
+    tail = asyncio.create_task(collect(mosquitto.url, stop, updates))
+    await asyncio.sleep(0.5)
+    gw = start_gateway(cfg_path, tmp_path)
+    try:
+        await asyncio.to_thread(gw.wait_for_output, "device pump1: online")
+        cfg_path.write_text(good.replace("interval = 0.25", "intervall = 0.25"))
+        gw.signal(signal.SIGHUP)
+        await asyncio.to_thread(gw.wait_for_output, "keeping the running configuration")
+        assert "unknown key 'intervall'" in gw.output()
+        sessions_before = {u.session for u in updates}
+        assert len(sessions_before) == 1
+        assert gw.proc.poll() is None
+
+        cfg_path.write_text(good.replace('id = "edge-01"', 'id = "edge-02"'))
+        gw.signal(signal.SIGHUP)
+        await asyncio.to_thread(gw.wait_for_output, "reloading")
+        await wait_until(lambda: any(u.gateway == "edge-02" for u in updates), 30)
+        gw.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(gw.wait, 30) == 0, gw.output()
+    finally:
+        stop.set()
+        await tail
+        gw.stop()
+        pump.stop()
+    new = {u.session for u in updates if u.gateway == "edge-02"}
+    assert len(new) == 1
+    assert not new & sessions_before
