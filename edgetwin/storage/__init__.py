@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from edgetwin.storage.outbox import KINDS, Outbox, OutboxRow, OutboxStats
+from edgetwin.storage.outbox import KINDS, DropRecord, Outbox, OutboxRow, OutboxStats
 
-__all__ = ["KINDS", "Outbox", "OutboxRow", "OutboxStats"]
+__all__ = ["KINDS", "DropRecord", "Outbox", "OutboxRow", "OutboxStats"]

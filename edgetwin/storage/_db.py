@@ -2,66 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlite_utils
 
 from edgetwin.errors import StorageError
+from edgetwin.storage import _schema
+from edgetwin.storage._overflow import DropLog, Overflow, Tally
+from edgetwin.storage._records import DropRecord, NewRow, OutboxRow
 
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x45544F42  # "ETOB" in the file header: this file is an edgetwin outbox
-DROPPABLE_KIND = "frame"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_LOW_WATER = 0.9  # an overflow episode ends once the backlog falls below this share of the budget
-
-# Each entry brings an older schema up to its key's version, in one transaction.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE outbox (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            topic TEXT NOT NULL,
-            payload BLOB NOT NULL,
-            retain INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            created REAL NOT NULL,
-            size INTEGER NOT NULL
-        )""",
-        "CREATE INDEX outbox_kind ON outbox (kind)",
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        "INSERT INTO meta (key, value) VALUES ('dropped_frames', 0), ('dropped_bytes', 0)",
-    ),
-}
+_LOW_WATER = 0.9  # an overflow episode ends once the backlog is back under this share of a bound
+_ROW_COLUMNS = "id, topic, payload, retain, kind, created, session, seq"
+_INSERT = (
+    "INSERT INTO outbox (topic, payload, retain, kind, created, size, session, seq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 _log = logging.getLogger("edgetwin.storage.outbox")
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One committed outbox row, as handed to the uplink."""
-
-    id: int
-    topic: str
-    payload: bytes
-    retain: bool
-    kind: str
-    created: float
-
-
-@dataclass(frozen=True, slots=True)
-class NewRow:
-    """A row put by a producer and not committed yet."""
-
-    topic: str
-    payload: bytes
-    retain: bool
-    kind: str
-    created: float
-    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,32 +37,40 @@ class Counts:
     oldest_created: float | None = None
     newest_id: int | None = None
     dropped_frames: int = 0
+    dropped_events: int = 0
     dropped_bytes: int = 0
     commits: int = 0
+    broken: frozenset[str] = field(default_factory=frozenset)
+
+
+def _row(r: tuple[int, str, bytes, int, str, float, str | None, int | None]) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7])
 
 
 class OutboxDb:
     """Schema, checks and batched writes; every method must run on the same single thread."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, max_age: float | None) -> None:
         self._path = path
         self._max_bytes = max_bytes
+        self._max_age = max_age
         self._db: sqlite_utils.Database | None = None
+        self._drops = DropLog()
+        self._overflow = Overflow(max_bytes, max_age, self._drops)
         self._seq = 0
         self._depth = 0
         self._bytes = 0
         self._oldest_created: float | None = None
         self._newest_id: int | None = None
-        self._dropped_frames = 0
-        self._dropped_bytes = 0
+        self._dropped = Tally()  # ever, persisted in meta
         self._commits = 0
         self._overflowing = False
-        self._episode_frames = 0
-        self._episode_bytes = 0
+        self._episode = Tally()
+        self._live_boundary: tuple[float, int] | None = None  # (live_since, last backlog id)
 
-    def open(self) -> Counts:
+    def open(self, now: float) -> Counts:
         """Check, migrate and configure the file, then count what it holds."""
-        self._check_header()
+        _schema.check_header(self._path)
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             # check_same_thread (the default) enforces that the connection never leaves this thread.
@@ -108,13 +79,13 @@ class OutboxDb:
             raise StorageError(f"{self._path}: cannot open the outbox: {exc}") from exc
         try:
             db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-            version = self._check_contents(db)
+            version = _schema.check_contents(self._path, db)
             # Only after the checks: switching to WAL rewrites the header of a file we may refuse.
-            self._use_wal(db)
-            self._migrate(db, version)
+            _schema.use_wal(self._path, db)
+            _schema.migrate(self._path, db, version)
             self._db = db
-            self._recount()
-            self._enforce_budget_now()
+            self._load()
+            self._enforce_bounds_now(now)
         except sqlite3.Error as exc:
             self._db = None
             conn.close()
@@ -124,91 +95,34 @@ class OutboxDb:
             conn.close()
             raise
         _log.info(
-            "outbox %s open: %d rows, %d bytes; %d frames (%d bytes) dropped so far",
+            "outbox %s open: %d rows, %d bytes; %d frames, %d events (%d bytes) dropped so far",
             self._path,
             self._depth,
             self._bytes,
-            self._dropped_frames,
-            self._dropped_bytes,
+            self._dropped.frames,
+            self._dropped.events,
+            self._dropped.bytes,
         )
         return self.snapshot()
 
-    def _check_header(self) -> None:
-        # SQLite happily treats a short non-database file as empty and would overwrite it.
-        try:
-            with self._path.open("rb") as f:
-                head = f.read(len(_SQLITE_MAGIC))
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StorageError(f"{self._path}: cannot read the outbox file: {exc}") from exc
-        if head and head != _SQLITE_MAGIC:
-            raise StorageError(
-                f"{self._path}: not an edgetwin outbox (not an SQLite database); "
-                "move the file aside or point the outbox elsewhere"
-            )
-
-    def _check_contents(self, db: sqlite_utils.Database) -> int:
-        try:
-            problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(
-                f"{self._path}: the outbox database is corrupt or not an SQLite database ({exc}); "
-                "move it aside to start an empty outbox"
-            ) from exc
-        if problems != ["ok"]:
-            raise StorageError(
-                f"{self._path}: the outbox database is corrupt (PRAGMA quick_check: "
-                f"{'; '.join(problems[:5])}); move it aside to start an empty outbox"
-            )
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        app_id = int(db.execute("PRAGMA application_id").fetchone()[0])
-        if app_id not in (0, APPLICATION_ID):
-            raise StorageError(
-                f"{self._path}: not an edgetwin outbox (application_id is {app_id:#x}, "
-                f"expected {APPLICATION_ID:#x})"
-            )
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"{self._path}: outbox schema version {version} is newer than the version this "
-                f"edgetwin supports ({SCHEMA_VERSION}); upgrade edgetwin or move the file aside"
-            )
-        if (version > 0 and app_id != APPLICATION_ID) or (version == 0 and db.table_names()):
-            raise StorageError(
-                f"{self._path}: not an edgetwin outbox (an SQLite database with "
-                f"user_version {version} and tables {db.table_names()})"
-            )
-        return version
-
-    def _use_wal(self, db: sqlite_utils.Database) -> None:
-        db.enable_wal()
-        if db.journal_mode != "wal":
-            raise StorageError(
-                f"{self._path}: cannot switch the outbox to WAL (journal_mode is "
-                f"{db.journal_mode!r}); is the file system read-only or a network share?"
-            )
-        # WAL + NORMAL: a commit is durable against a process crash (it is in the WAL file),
-        # but the WAL is fsynced only at checkpoints, so a power cut can lose the last commits.
-        db.execute("PRAGMA synchronous=NORMAL")
-
-    def _migrate(self, db: sqlite_utils.Database, version: int) -> None:
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with db.atomic():
-                for statement in _MIGRATIONS[target]:
-                    db.execute(statement)
-                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version = {target}")
-            _log.info("outbox %s: schema now at version %d", self._path, target)
-
-    def _recount(self) -> None:
-        db = self._require()
-        depth, total = db.execute("SELECT count(*), total(size) FROM outbox").fetchone()
+    def _load(self) -> None:
+        conn = self._require().conn
+        depth, total = conn.execute("SELECT count(*), total(size) FROM outbox").fetchone()
         self._depth = int(depth)
         self._bytes = int(total)
-        self._oldest_created, self._newest_id = self._ends(db)
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        self._dropped_frames = int(meta["dropped_frames"])
-        self._dropped_bytes = int(meta["dropped_bytes"])
+        self._oldest_created, self._newest_id = self._ends(conn)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        self._dropped = Tally(
+            int(meta["dropped_frames"]), int(meta["dropped_events"]), int(meta["dropped_bytes"])
+        )
+        self._overflow.load(conn)
+
+    def _reload_after_error(self) -> None:
+        # The transaction was rolled back: forget what it changed in memory.
+        try:
+            self._load()
+        except (sqlite3.Error, StorageError):
+            _log.exception("outbox %s: cannot re-read the outbox after an error", self._path)
 
     def snapshot(self) -> Counts:
         """Return the current counters under a new sequence number."""
@@ -219,132 +133,183 @@ class OutboxDb:
             bytes=self._bytes,
             oldest_created=self._oldest_created,
             newest_id=self._newest_id,
-            dropped_frames=self._dropped_frames,
-            dropped_bytes=self._dropped_bytes,
+            dropped_frames=self._dropped.frames,
+            dropped_events=self._dropped.events,
+            dropped_bytes=self._dropped.bytes,
             commits=self._commits,
+            broken=frozenset(self._overflow.broken),
         )
 
-    def insert(self, rows: Sequence[NewRow]) -> Counts:
-        """Commit ``rows`` in one transaction, dropping the oldest frames if over budget."""
+    def insert(self, rows: Sequence[NewRow], now: float, announced_upto: int = 0) -> Counts:
+        """Commit ``rows`` in one transaction, apply the bounds, mark announced drop records."""
         db = self._require()
-        added = sum(r.size for r in rows)
+        conn = db.conn
         try:
             with db.atomic():
-                db.table("outbox").insert_all(
-                    {
-                        "topic": r.topic,
-                        "payload": r.payload,
-                        "retain": int(r.retain),
-                        "kind": r.kind,
-                        "created": r.created,
-                        "size": r.size,
-                    }
-                    for r in rows
+                kept, chained = self._overflow.admit(conn, rows, now)
+                conn.executemany(
+                    _INSERT,
+                    [
+                        (
+                            r.topic,
+                            r.payload,
+                            int(r.retain),
+                            r.kind,
+                            r.created,
+                            r.size,
+                            r.session,
+                            r.seq,
+                        )
+                        for r in kept
+                    ],
                 )
-                n_dropped, b_dropped = self._drop_oldest_frames(db, self._bytes + added)
-                ends = self._ends(db)
+                added = sum(r.size for r in kept)
+                expired, evicted = self._overflow.enforce(conn, self._bytes + added, now)
+                self._save_counters(conn, chained, expired, evicted)
+                if announced_upto:
+                    self._drops.mark(conn, announced_upto)
+                ends = self._ends(conn)
         except sqlite3.Error as exc:
+            self._reload_after_error()
             raise StorageError(f"{self._path}: cannot commit to the outbox: {exc}") from exc
         self._commits += 1
-        self._depth += len(rows) - n_dropped
-        self._bytes += added - b_dropped
+        self._depth += len(kept) - expired.rows - evicted.rows
+        self._bytes += added - expired.bytes - evicted.bytes
         self._oldest_created, self._newest_id = ends
-        self._count_drops(n_dropped, b_dropped)
+        self._note_drops(chained, expired, evicted)
         return self.snapshot()
 
-    def _enforce_budget_now(self) -> None:
-        # The budget may have shrunk since the last run.
+    def _enforce_bounds_now(self, now: float) -> None:
+        # The bounds may have shrunk since the last run, and time passed.
         db = self._require()
         with db.atomic():
-            n_dropped, b_dropped = self._drop_oldest_frames(db, self._bytes)
-            ends = self._ends(db)
-        self._depth -= n_dropped
-        self._bytes -= b_dropped
+            expired, evicted = self._overflow.enforce(db.conn, self._bytes, now)
+            self._save_counters(db.conn, Tally(), expired, evicted)
+            ends = self._ends(db.conn)
+        self._depth -= expired.rows + evicted.rows
+        self._bytes -= expired.bytes + evicted.bytes
         self._oldest_created, self._newest_id = ends
-        self._count_drops(n_dropped, b_dropped)
+        self._note_drops(Tally(), expired, evicted)
 
-    def _drop_oldest_frames(self, db: sqlite_utils.Database, total: int) -> tuple[int, int]:
-        """Inside the caller's transaction, delete the oldest frames until ``total`` fits."""
-        excess = total - self._max_bytes
-        if excess <= 0:
-            return 0, 0
-        if not self._overflowing:
-            self._overflowing = True
-            _log.warning(
-                "outbox %s is over its budget of %d bytes: dropping the oldest frames (births "
-                "and events are kept); no further warning until the backlog falls below %d bytes",
-                self._path,
-                self._max_bytes,
-                int(self._max_bytes * _LOW_WATER),
+    @staticmethod
+    def _save_counters(conn: sqlite3.Connection, *tallies: Tally) -> None:
+        total = Tally()
+        for t in tallies:
+            total.add(t)
+        if total.rows:
+            conn.executemany(
+                "UPDATE meta SET value = value + ? WHERE key = ?",
+                [
+                    (total.frames, "dropped_frames"),
+                    (total.events, "dropped_events"),
+                    (total.bytes, "dropped_bytes"),
+                ],
             )
-        n_dropped = b_dropped = 0
-        last_id: int | None = None
-        cursor = db.execute(
-            "SELECT id, size FROM outbox WHERE kind = ? ORDER BY id", [DROPPABLE_KIND]
+
+    def _note_drops(self, chained: Tally, expired: Tally, evicted: Tally) -> None:
+        for t in (chained, expired, evicted):
+            self._dropped.add(t)
+            self._episode.add(t)
+        if self._overflowing or not (expired.rows or evicted.rows):
+            return
+        self._overflowing = True
+        causes = []
+        if evicted.rows:
+            causes.append(f"over its budget of {self._max_bytes} bytes")
+        if expired.rows:
+            causes.append(f"holding rows older than {self._max_age} s")
+        _log.warning(
+            "outbox %s is %s: dropping the oldest delta chains, then events (births are kept); "
+            "every drop is counted and recorded for announcing; no further warning until "
+            "delivery catches up",
+            self._path,
+            " and ".join(causes),
         )
-        try:
-            for row_id, size in cursor:
-                last_id = row_id
-                n_dropped += 1
-                b_dropped += size
-                if b_dropped >= excess:
-                    break
-        finally:
-            cursor.close()
-        if last_id is None:
-            return 0, 0
-        db.execute("DELETE FROM outbox WHERE kind = ? AND id <= ?", [DROPPABLE_KIND, last_id])
-        db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped_frames'", [n_dropped])
-        db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped_bytes'", [b_dropped])
-        return n_dropped, b_dropped
 
-    def _count_drops(self, n_dropped: int, b_dropped: int) -> None:
-        self._dropped_frames += n_dropped
-        self._dropped_bytes += b_dropped
-        self._episode_frames += n_dropped
-        self._episode_bytes += b_dropped
-
-    def _end_episode_if_drained(self) -> None:
+    def _end_episode_if_drained(self, now: float) -> None:
         # Only acks end an episode: drops alone would end and restart it on every commit.
-        if self._overflowing and self._bytes <= self._max_bytes * _LOW_WATER:
-            _log.info(
-                "outbox %s is back under budget; %d frames (%d bytes) were dropped meanwhile",
-                self._path,
-                self._episode_frames,
-                self._episode_bytes,
-            )
-            self._overflowing = False
-            self._episode_frames = self._episode_bytes = 0
+        if not self._overflowing or self._bytes > self._max_bytes * _LOW_WATER:
+            return
+        oldest = self._oldest_created
+        if self._max_age and oldest is not None and now - oldest > self._max_age * _LOW_WATER:
+            return
+        _log.info(
+            "outbox %s is back within its bounds; %d frames and %d events (%d bytes) were "
+            "dropped meanwhile",
+            self._path,
+            self._episode.frames,
+            self._episode.events,
+            self._episode.bytes,
+        )
+        self._overflowing = False
+        self._episode = Tally()
 
     def pending(self, limit: int, after_id: int) -> list[OutboxRow]:
         """Return up to ``limit`` committed rows with ``id > after_id``, oldest first."""
-        db = self._require()
+        conn = self._require().conn
         try:
-            return [
-                OutboxRow(
-                    id=r["id"],
-                    topic=r["topic"],
-                    payload=r["payload"],
-                    retain=bool(r["retain"]),
-                    kind=r["kind"],
-                    created=r["created"],
-                )
-                for r in db.table("outbox").rows_where(
-                    "id > ?",
-                    [after_id],
-                    order_by="id",
-                    select="id, topic, payload, retain, kind, created",
-                    limit=limit,
-                )
-            ]
+            rows = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                (after_id, limit),
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"{self._path}: cannot read the outbox: {exc}") from exc
+        return [_row(r) for r in rows]
 
-    def ack(self, ids: Sequence[int]) -> Counts:
+    def pending_split(
+        self, limit: int, live_since: float
+    ) -> tuple[list[OutboxRow], list[OutboxRow]]:
+        """Return (live, backlog), each up to ``limit`` rows oldest first; see outbox.py."""
+        conn = self._require().conn
+        try:
+            boundary = self._boundary(conn, live_since)
+            live = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                (boundary, limit),
+            ).fetchall()
+            births = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM outbox"  # noqa: S608
+                " WHERE kind = 'birth' AND id <= ? ORDER BY id LIMIT ?",
+                (boundary, limit),
+            ).fetchall()
+            backlog = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM outbox"  # noqa: S608
+                " WHERE id <= ? AND kind != 'birth' ORDER BY id LIMIT ?",
+                (boundary, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self._path}: cannot read the outbox: {exc}") from exc
+        merged = sorted(births + live, key=lambda r: r[0])[:limit]
+        return [_row(r) for r in merged], [_row(r) for r in backlog]
+
+    def _boundary(self, conn: sqlite3.Connection, live_since: float) -> int:
+        # The newest row put before live_since, looked up once: rows put later get higher ids.
+        cached = self._live_boundary
+        if cached is not None and cached[0] == live_since:
+            return cached[1]
+        row = conn.execute(
+            "SELECT id FROM outbox WHERE created < ? ORDER BY id DESC LIMIT 1", (live_since,)
+        ).fetchone()
+        boundary = 0 if row is None else int(row[0])
+        self._live_boundary = (live_since, boundary)
+        return boundary
+
+    def take_drops(self) -> list[DropRecord]:
+        """Return drop records neither announced nor handed out since open, oldest first."""
+        conn = self._require().conn
+        try:
+            return self._drops.take(conn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self._path}: cannot read the drop records: {exc}") from exc
+
+    def ack(self, ids: Sequence[int], now: float) -> Counts:
         """Delete delivered rows; unknown or repeated ids are ignored."""
         db = self._require()
         id_list = json.dumps([int(i) for i in ids])
         try:
+            # An ack lost to a power cut only repeats messages, which subscribers drop, so acks
+            # skip the fsync; the next commit's fsync makes them durable as well.
+            db.execute("PRAGMA synchronous=NORMAL")
             with db.atomic():
                 n, total = db.execute(
                     "SELECT count(*), total(size) FROM outbox"
@@ -354,13 +319,16 @@ class OutboxDb:
                 db.execute(
                     "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", [id_list]
                 )
-                ends = self._ends(db)
+                ends = self._ends(db.conn)
+            db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA synchronous=FULL")
             raise StorageError(f"{self._path}: acknowledging rows failed: {exc}") from exc
         self._depth -= int(n)
         self._bytes -= int(total)
         self._oldest_created, self._newest_id = ends
-        self._end_episode_if_drained()
+        self._end_episode_if_drained(now)
         return self.snapshot()
 
     def close(self) -> None:
@@ -389,7 +357,7 @@ class OutboxDb:
         return self._db
 
     @staticmethod
-    def _ends(db: sqlite_utils.Database) -> tuple[float | None, int | None]:
-        first = db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
-        last = db.execute("SELECT max(id) FROM outbox").fetchone()
+    def _ends(conn: sqlite3.Connection) -> tuple[float | None, int | None]:
+        first = conn.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+        last = conn.execute("SELECT max(id) FROM outbox").fetchone()
         return (None if first is None else float(first[0])), last[0]

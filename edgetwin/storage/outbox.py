@@ -1,16 +1,45 @@
 """Durable store-and-forward outbox between the twin (producer) and the MQTT uplink (consumer).
 
 Producers ``put()`` into an in-memory buffer and never wait on the database. One writer task
-(``run_writer()``) commits the buffer every ``commit_interval`` in one transaction. All SQLite work
-runs on one dedicated worker thread, never on the event loop. A row leaves the outbox only when
-the consumer ``ack()``s it after the broker acknowledged it.
+(``run_writer()``) commits the buffer every ``commit_interval`` in one transaction (one
+``executemany``). All SQLite work runs on one dedicated worker thread, never on the event loop.
+A row leaves the outbox only when the consumer ``ack()``s it after the broker acknowledged it,
+or when the overflow policy drops it.
 
-Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A committed transaction is
-in the WAL file before ``commit`` returns, so it survives a crash or kill of the process; rows
-still in the buffer (at most one commit interval's worth) are lost. The WAL is fsynced only at
-checkpoints, so a power cut or kernel crash can also lose the last commits, though never corrupt
-the file. ``synchronous=FULL`` would close that gap at the cost of an fsync per commit, which wears
-SD cards; store-and-forward telemetry accepts the trade.
+Durability: the database runs in WAL mode with ``synchronous=FULL``: every commit fsyncs the WAL
+before it returns, so a SIGKILL, a kernel crash or a power cut loses at most the rows still in
+the buffer, one commit interval's worth, and never corrupts the file. Acks alone skip the fsync
+(a lost ack only repeats a message). That is one fsync per commit interval: a gateway on an SD
+card that must write less raises ``commit_interval``, which is also its loss bound.
+
+Frames form delta chains: a ``"snapshot"`` row carries absolute values and every later ``"frame"``
+row (a delta) of the same session needs all frames back to that snapshot to decode; both are put
+with their ``session`` and ``seq``. A frame put without a session decodes on its own (schema v1).
+
+Bounds: ``max_bytes`` (topic + payload bytes of the stored rows) and optionally ``max_age``
+(seconds since a row was put). Over a bound, whole chains are dropped, oldest first: frames
+without a session, then orphan deltas (whose snapshot already left), then chains; events only
+once no frame is left; births never. A delta is never kept whose chain lost a member
+(``_overflow.py`` states the exact order). Every drop is counted in ``stats()`` (persisted) and
+recorded per session as a ``DropRecord``; ``take_drops()`` hands the records out once for
+announcing upstream and marks them announced in the next commit, together with the
+announcements put meanwhile, so a record survives any crash until its announcement is
+committed. After a chain of the producer's own session was dropped,
+``needs_snapshot(session)`` is true: its deltas are dropped on arrival until it puts the next
+snapshot.
+
+Replay: after an outage the backlog must not hold up live data. ``pending_split(limit,
+live_since)`` returns two lanes: *live*, the rows put at or after ``live_since`` (the uplink
+passes the wall-clock time its broker session started) plus every birth, and *backlog*, the
+older rows; each holds up to ``limit`` rows in id (put) order. The lanes split after the newest
+row put before ``live_since``, looked up once per ``live_since`` value (rows still buffered then
+count as live). Per round the uplink publishes the live batch,
+then the backlog batch with its frames marked replay, and acks what the broker acknowledged, so
+live rows wait for at most one backlog batch. Ordering guarantee: rows of one lane are delivered
+in put order (a QoS 1 retry after a broken link may repeat some); the two lanes interleave, so a
+subscriber orders frames by (session, seq), as it must for duplicates anyway. Births ride the
+live lane, so a birth goes out before any backlog frame of its session, and the newest birth is
+the last one published (and retained).
 """
 
 from __future__ import annotations
@@ -27,12 +56,13 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from edgetwin.errors import StorageError
-from edgetwin.storage._db import Counts, NewRow, OutboxDb, OutboxRow
+from edgetwin.storage._db import Counts, OutboxDb
+from edgetwin.storage._records import DropRecord, NewRow, OutboxRow
 
-__all__ = ["KINDS", "Outbox", "OutboxRow", "OutboxStats"]
+__all__ = ["KINDS", "DropRecord", "Outbox", "OutboxRow", "OutboxStats"]
 
-KINDS = frozenset({"birth", "frame", "event"})
-"""Row kinds ``put()`` accepts; only ``"frame"`` rows are dropped when over budget."""
+KINDS = frozenset({"birth", "snapshot", "frame", "event"})
+"""Row kinds ``put()`` accepts: ``"snapshot"`` heads a delta chain, ``"frame"`` is a delta."""
 
 _T = TypeVar("_T")
 
@@ -45,8 +75,9 @@ class OutboxStats:
     bytes: int  # their topic + payload bytes
     buffered: int  # rows put but not committed yet
     oldest_age: float | None  # seconds since the oldest committed row was put
-    dropped_frames: int  # frames dropped over budget, ever (persisted)
-    dropped_bytes: int
+    dropped_frames: int  # snapshots and deltas dropped unsent, ever (persisted)
+    dropped_events: int  # events dropped unsent, ever (persisted)
+    dropped_bytes: int  # bytes of every dropped row, ever (persisted)
     commits: int  # write transactions since open()
 
 
@@ -59,14 +90,19 @@ class Outbox:
         *,
         commit_interval: float = 0.25,
         max_bytes: int = 256 * 1024 * 1024,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not commit_interval > 0:
             raise ValueError(f"commit_interval must be > 0, got {commit_interval!r}")
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be > 0, got {max_bytes!r}")
+        if max_age is not None and not max_age > 0:
+            raise ValueError(f"max_age must be > 0 or None, got {max_age!r}")
         self._path = Path(path)
         self._commit_interval = commit_interval
-        self._db = OutboxDb(self._path, max_bytes)
+        self._clock = clock  # unix seconds; rows are stamped with it and aged by it
+        self._db = OutboxDb(self._path, max_bytes, max_age)
         self._executor: ThreadPoolExecutor | None = None
         self._opened = False
         self._closing: asyncio.Event | None = None  # set once close() has finished
@@ -77,6 +113,8 @@ class Outbox:
         self._changed = asyncio.Event()  # replaced on every change; see _notify()
         self._writer_running = False
         self._writer_done = asyncio.Event()
+        self._announce_upto = 0  # drop records handed out by take_drops()
+        self._announced_upto = 0  # ... and marked announced in a commit
 
     @property
     def path(self) -> Path:
@@ -89,7 +127,7 @@ class Outbox:
             raise RuntimeError("Outbox.open() may be called only once")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetwin-outbox")
         try:
-            counts = await self._call(self._db.open)
+            counts = await self._call(partial(self._db.open, self._clock()))
         except BaseException:
             self._shutdown_thread()
             self._closing = asyncio.Event()
@@ -110,7 +148,16 @@ class Outbox:
     ) -> None:
         await self.close()
 
-    def put(self, topic: str, payload: bytes, *, retain: bool = False, kind: str = "frame") -> None:
+    def put(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        kind: str = "frame",
+        session: str | None = None,
+        seq: int | None = None,
+    ) -> None:
         """Buffer one message for the next commit; never waits on the database."""
         if self._closing is not None:
             raise StorageError(f"{self._path}: the outbox is closed; {kind} for {topic!r} lost")
@@ -118,9 +165,15 @@ class Outbox:
             raise ValueError(f"unknown outbox row kind {kind!r}; expected one of {sorted(KINDS)}")
         if not topic:
             raise ValueError("an outbox row needs a topic")
+        if session is not None and not session:
+            raise ValueError("an outbox row's session, if given, must not be empty")
+        if seq is not None and (session is None or seq < 0):
+            raise ValueError(f"seq {seq!r} needs a session and must be >= 0")
+        if kind == "snapshot" and (session is None or seq is None):
+            raise ValueError("a snapshot heads a delta chain: it needs a session and a seq")
         data = bytes(payload)
         size = len(data) + len(topic.encode())
-        self._buffer.append(NewRow(topic, data, retain, kind, time.time(), size))
+        self._buffer.append(NewRow(topic, data, retain, kind, self._clock(), size, session, seq))
 
     async def run_writer(self) -> None:
         """Commit the buffer every commit interval until stop()/close(), then flush a last time."""
@@ -136,7 +189,7 @@ class Outbox:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._commit_interval):
                         await self._stop.wait()
-                if self._buffer:
+                if self._buffer or self._announce_upto > self._announced_upto:
                     await self._commit()
             if self._buffer:  # stop() came before the loop ever ran
                 await self._commit()
@@ -160,6 +213,15 @@ class Outbox:
             return []
         return await self._call(partial(self._db.pending, limit, after_id))
 
+    async def pending_split(
+        self, limit: int, live_since: float
+    ) -> tuple[list[OutboxRow], list[OutboxRow]]:
+        """Return (live, backlog) lanes of up to ``limit`` rows each; see the module docstring."""
+        self._require_open()
+        if limit <= 0:
+            return [], []
+        return await self._call(partial(self._db.pending_split, limit, live_since))
+
     async def wait_pending(self, *, after_id: int = 0) -> None:
         """Return once a committed row with ``id > after_id`` exists; StorageError on close."""
         while True:
@@ -173,18 +235,32 @@ class Outbox:
         """Delete rows the broker acknowledged; unknown or repeated ids are ignored."""
         self._require_open()
         if ids:
-            self._apply(await self._call(partial(self._db.ack, list(ids))))
+            self._apply(await self._call(partial(self._db.ack, list(ids), self._clock())))
+
+    async def take_drops(self) -> list[DropRecord]:
+        """Return drop records not announced yet, once; put their announcements right away."""
+        self._require_open()
+        records = await self._call(self._db.take_drops)
+        if records:
+            # Marked in the next commit, atomically with the announcements put before it.
+            self._announce_upto = max(self._announce_upto, records[-1].id)
+        return records
+
+    def needs_snapshot(self, session: str) -> bool:
+        """True while ``session``'s chain is broken: its deltas are dropped until a snapshot."""
+        return session in self._counts.broken
 
     def stats(self) -> OutboxStats:
         """Return the counters kept in memory; no database access."""
         c = self._counts
-        age = None if c.oldest_created is None else max(0.0, time.time() - c.oldest_created)
+        age = None if c.oldest_created is None else max(0.0, self._clock() - c.oldest_created)
         return OutboxStats(
             depth=c.depth,
             bytes=c.bytes,
             buffered=len(self._buffer) + self._inflight,
             oldest_age=age,
             dropped_frames=c.dropped_frames,
+            dropped_events=c.dropped_events,
             dropped_bytes=c.dropped_bytes,
             commits=c.commits,
         )
@@ -210,18 +286,20 @@ class Outbox:
 
     async def _commit(self) -> None:
         rows, self._buffer = self._buffer, []
-        if not rows:
+        upto = self._announce_upto if self._announce_upto > self._announced_upto else 0
+        if not rows and not upto:
             # Queued behind any commit in flight, so flush() returns only after that one too.
             self._apply(await self._call(self._db.snapshot))
             return
         self._inflight += len(rows)
         try:
-            counts = await self._call(partial(self._db.insert, rows))
+            counts = await self._call(partial(self._db.insert, rows, self._clock(), upto))
         except StorageError:
             self._buffer[:0] = rows  # kept for a later flush; the transaction was rolled back
             raise
         finally:
             self._inflight -= len(rows)
+        self._announced_upto = max(self._announced_upto, upto)
         self._apply(counts)
 
     async def _call(self, fn: Callable[[], _T]) -> _T:

@@ -209,6 +209,7 @@ async def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(
     gw = start_gateway(cfg_path, tmp_path)
     try:
         await asyncio.to_thread(gw.wait_for_output, "device pump1: online")
+        await wait_until(lambda: bool(updates), 30)
         cfg_path.write_text(good.replace("interval = 0.25", "intervall = 0.25"))
         gw.signal(signal.SIGHUP)
         await asyncio.to_thread(gw.wait_for_output, "keeping the running configuration")

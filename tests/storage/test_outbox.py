@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -19,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import edgetwin
 from edgetwin.errors import StorageError
 from edgetwin.storage import Outbox, OutboxRow
+from tests.storage.crash import kill_when_ready
 
 THREAD_PREFIX = "edgetwin-outbox"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -243,30 +239,7 @@ asyncio.run(main())
 
 def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
     path = tmp_path / "state" / "ob.db"
-    env = dict(os.environ)
-    root = str(Path(edgetwin.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if line.strip() != "ready":
-                proc.kill()
-                _, err = proc.communicate(timeout=30)
-                pytest.fail(f"child did not get ready: {line!r}\n{err}")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_ready(CHILD, path)
     # The kill came before any checkpoint: the commits live only in the WAL.
     assert path.with_name("ob.db-wal").stat().st_size > 0
 
@@ -318,23 +291,25 @@ async def test_clean_close_and_reopen_keeps_rows_and_ids_grow(tmp_path: Path) ->
 
 def reference_overflow(
     batches: list[list[tuple[str, int]]], max_bytes: int
-) -> tuple[list[tuple[int, str, int]], int, int]:
-    """Obviously-correct model: after each commit, drop the oldest frame while over budget."""
+) -> tuple[list[tuple[int, str, int]], int, int, int]:
+    """Obviously-correct model for frames without a session (each decodes alone): after each
+    commit, drop the oldest frame while over budget, then the oldest event; never a birth."""
     rows: list[tuple[int, str, int]] = []
-    dropped_n = dropped_b = 0
+    dropped = {"frame": 0, "event": 0}
+    dropped_b = 0
     next_id = 1
     for batch in batches:
         for kind, size in batch:
             rows.append((next_id, kind, size))
             next_id += 1
         while sum(r[2] for r in rows) > max_bytes:
-            frames = [r for r in rows if r[1] == "frame"]
-            if not frames:
+            victims = [r for r in rows if r[1] == "frame"] or [r for r in rows if r[1] == "event"]
+            if not victims:
                 break
-            rows.remove(frames[0])
-            dropped_n += 1
-            dropped_b += frames[0][2]
-    return rows, dropped_n, dropped_b
+            rows.remove(victims[0])
+            dropped[victims[0][1]] += 1
+            dropped_b += victims[0][2]
+    return rows, dropped["frame"], dropped["event"], dropped_b
 
 
 @settings(
@@ -356,7 +331,7 @@ def reference_overflow(
 def test_overflow_matches_reference(
     tmp_path: Path, batches: list[list[tuple[str, int]]], max_bytes: int
 ) -> None:
-    expected, dropped_n, dropped_b = reference_overflow(batches, max_bytes)
+    expected, dropped_n, dropped_e, dropped_b = reference_overflow(batches, max_bytes)
 
     async def scenario(path: Path) -> None:
         async with Outbox(path, max_bytes=max_bytes) as ob:
@@ -367,11 +342,19 @@ def test_overflow_matches_reference(
             rows = await ob.pending(1000)
             assert [(r.id, r.kind, size_of(r.topic, r.payload)) for r in rows] == expected
             stats = ob.stats()
-            assert (stats.dropped_frames, stats.dropped_bytes) == (dropped_n, dropped_b)
+            assert (stats.dropped_frames, stats.dropped_events, stats.dropped_bytes) == (
+                dropped_n,
+                dropped_e,
+                dropped_b,
+            )
             assert stats.bytes == sum(r[2] for r in expected)
         async with Outbox(path, max_bytes=max_bytes) as ob:
             stats = ob.stats()
-            assert (stats.dropped_frames, stats.dropped_bytes) == (dropped_n, dropped_b)
+            assert (stats.dropped_frames, stats.dropped_events, stats.dropped_bytes) == (
+                dropped_n,
+                dropped_e,
+                dropped_b,
+            )
             assert (stats.depth, stats.bytes) == (len(expected), sum(r[2] for r in expected))
 
     with tempfile.TemporaryDirectory(dir=tmp_path) as d:
@@ -486,7 +469,7 @@ async def test_newer_version_of_our_own_outbox_is_refused(tmp_path: Path) -> Non
     path = tmp_path / "ob.db"
     async with Outbox(path) as ob:
         ob.put("t", b"x")
-    make_sqlite(path, "PRAGMA user_version = 2")
+    make_sqlite(path, "PRAGMA user_version = 3")
     error = await refuse(path)
     assert "newer" in str(error)
 
@@ -586,3 +569,38 @@ def test_row_is_frozen() -> None:
     row = OutboxRow(id=1, topic="t", payload=b"", retain=False, kind="frame", created=0.0)
     with pytest.raises(AttributeError):
         row.id = 2  # type: ignore[misc]
+
+
+def test_commits_fsync_and_acks_do_not(tmp_path: Path) -> None:
+    """A power cut loses at most the buffer: every commit of rows runs with synchronous=FULL."""
+    statements: list[str] = []
+    original = sqlite3.connect
+
+    def traced_connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = original(*args, **kwargs)  # type: ignore[call-overload]
+        conn.set_trace_callback(statements.append)
+        return conn  # type: ignore[no-any-return]
+
+    async def scenario() -> None:
+        async with Outbox(tmp_path / "ob.db") as ob:
+            for round_ in range(3):
+                ob.put("t", bytes([round_]))
+                await ob.flush()
+                await ob.ack([r.id for r in await ob.pending(10)])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sqlite3, "connect", traced_connect)
+        asyncio.run(scenario())
+    mode = None
+    seen = {"insert": 0, "ack": 0}
+    for statement in statements:
+        text = " ".join(statement.split()).upper()
+        if text.startswith("PRAGMA SYNCHRONOUS="):
+            mode = text.split("=")[1]
+        elif text.startswith("INSERT INTO OUTBOX"):
+            assert mode == "FULL", statement
+            seen["insert"] += 1
+        elif text.startswith("DELETE FROM OUTBOX WHERE ID IN"):
+            assert mode == "NORMAL", statement
+            seen["ack"] += 1
+    assert seen == {"insert": 3, "ack": 3}
