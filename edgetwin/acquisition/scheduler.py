@@ -118,6 +118,18 @@ class BusScheduler:
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._wake = asyncio.Event()
         self.transactions = 0  # poll and write jobs run
+        self._job_since: float | None = None  # loop time the running job started
+        self._sleep_until: float | None = None  # loop time the idle wait should end
+
+    def stuck(self, now: float, job_limit: float = 120.0, late: float = 10.0) -> bool:
+        """True when a job has run for ``job_limit`` s or a wait overran by ``late`` s.
+
+        The watchdog asks this: every transaction has a timeout, so a job that runs for
+        minutes means the loop is wedged; a wait that never ends means it is starved.
+        """
+        if self._job_since is not None:
+            return now - self._job_since > job_limit
+        return self._sleep_until is not None and now - self._sleep_until > late
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -157,7 +169,11 @@ class BusScheduler:
         order = itertools.count()
         while not stop.is_set():
             while not self._writes.empty():
-                await self._run_write(self._writes.get_nowait())
+                self._sleep_until, self._job_since = None, loop.time()
+                try:
+                    await self._run_write(self._writes.get_nowait())
+                finally:
+                    self._job_since = None
             due, _, dev, group = min(
                 ((d.probe_due if d.probe_due is not None else g.due), next(order), d, g)
                 for d in self.devices.values()
@@ -165,6 +181,7 @@ class BusScheduler:
             )
             wait = due - loop.time()
             if wait > 0:
+                self._sleep_until = loop.time() + wait
                 self._wake.clear()
                 stopper = asyncio.ensure_future(stop.wait())
                 waker = asyncio.ensure_future(self._wake.wait())
@@ -177,7 +194,11 @@ class BusScheduler:
                         f.cancel()
                     await asyncio.gather(stopper, waker, return_exceptions=True)
                 continue
-            await self._poll(dev, group)
+            self._sleep_until, self._job_since = None, loop.time()
+            try:
+                await self._poll(dev, group)
+            finally:
+                self._job_since = None
         # Fail any write still queued: the bus is closing.
         while not self._writes.empty():
             w = self._writes.get_nowait()

@@ -127,6 +127,23 @@ class Gateway:
             uplink=uplink_state(self.uplink),
         )
         self._seq = 0
+        self._commits_seen = -1
+        self.watchdog = systemd.Watchdog()
+        self.watchdog.register("poll", idle=self._buses_alive)
+        self.watchdog.register("twin", idle=self.readings.empty)
+        self.watchdog.register("outbox", idle=self._outbox_moving)
+
+    # -- liveness (systemd watchdog) ---------------------------------------------------------
+
+    def _buses_alive(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return not any(s.stuck(now) for s in self.schedulers)
+
+    def _outbox_moving(self) -> bool:
+        st = self.outbox.stats()
+        moved = st.buffered == 0 or st.commits != self._commits_seen
+        self._commits_seen = st.commits
+        return moved
 
     # -- producers -------------------------------------------------------------------------
 
@@ -231,6 +248,7 @@ class Gateway:
                     self.topics.birth, encode_birth(self.birth()), retain=True, kind="birth"
                 )
             frames, changes, births = await asyncio.to_thread(self._process, items)
+            self.watchdog.progress("twin")
             self.stats.rebirths += births
             for payload in frames:
                 self.outbox.put(self.topics.frames, payload)
@@ -265,7 +283,8 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
-        await asyncio.to_thread(warmup)
+        async with systemd.extending_timeout():
+            await asyncio.to_thread(warmup)
         await self.outbox.open()
         try:
             self.outbox.put(
@@ -285,6 +304,7 @@ class Gateway:
                 )
                 polls = [tg.create_task(b.run(stop), name=f"bus:{b.name}") for b in self.schedulers]
                 systemd.notify(f"READY=1\nSTATUS=session {self.session}")
+                dog = tg.create_task(self.watchdog.run(), name="watchdog")
                 log.info(
                     "gateway %s running: session %s, %d devices, %d points",
                     self.cfg.gateway.id,
@@ -294,6 +314,7 @@ class Gateway:
                 )
                 await stop.wait()
                 systemd.notify("STOPPING=1")
+                dog.cancel()
                 log.info("stopping: polling ends")
                 await asyncio.gather(*polls)
                 self.readings.put_nowait(_End())
