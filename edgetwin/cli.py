@@ -11,10 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgetwin import __version__
 from edgetwin.errors import ConfigError, EdgetwinError
+
+if TYPE_CHECKING:
+    from edgetwin.config import Config
 
 log = logging.getLogger("edgetwin")
 
@@ -85,10 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a configuration file",
         description=(
             "Validate a configuration without touching any device. Exit 0 when valid, 2 with "
-            "every problem (file:line: [key path] message) when not."
+            "every problem (file:line: [key path] message) when not. With --probe, also read "
+            "every point once (exit 1 if any point could not be read)."
         ),
     )
     p.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="also read every configured point once and print a table (touches the devices)",
+    )
 
     p = sub.add_parser(
         "tail",
@@ -191,11 +200,40 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _print_problems(err)
         return EXIT_USAGE
     points = sum(len(d.points) for d in cfg.devices)
+    if args.probe:
+        return _probe(cfg)
     print(
         f"{args.config}: OK (gateway {cfg.gateway.id}, {len(cfg.buses)} buses, "
         f"{len(cfg.devices)} devices, {points} points)"
     )
     return EXIT_OK
+
+
+def _probe(cfg: Config) -> int:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from edgetwin.runtime.probe import ProbeRow, probe  # noqa: PLC0415
+
+    rows: list[ProbeRow] = []
+
+    async def main() -> None:
+        rows.extend(await probe(cfg))
+
+    rc = _run_async(main)
+    if rc != EXIT_OK:
+        return rc
+    table = Table(title=f"probe of {cfg.gateway.id}")
+    for col in ("device", "point", "value", "unit", "quality", "problem"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for r in rows:
+        value = "—" if math.isnan(r.value) else f"{r.value:.6g}"
+        quality = "ok" if not r.quality else (r.quality.name or str(int(r.quality))).lower()
+        table.add_row(r.device, r.point, value, r.unit, quality, r.error)
+    Console(width=160).print(table)
+    bad = sum(1 for r in rows if r.quality)
+    print(f"{len(rows) - bad} of {len(rows)} points read")
+    return EXIT_OK if bad == 0 else EXIT_FAILURE
 
 
 async def _until_signal(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from edgetwin import __version__
 from tests.support.mosquitto import Mosquitto
-from tests.support.procs import EXAMPLE_CONFIG, ROOT
+from tests.support.procs import EXAMPLE_CONFIG, ROOT, gateway_config, start_pump
 
 BAD = sorted((ROOT / "tests" / "config" / "bad").glob("*.toml"))
 
@@ -106,3 +106,21 @@ def test_tail_without_updates_exits_1(mosquitto: Mosquitto) -> None:
     r = edgetwin("tail", "--broker", mosquitto.url, "--count", "1", "--timeout", "1")
     assert r.returncode == 1
     assert "0 of 1 updates" in r.stderr
+
+
+def test_check_probe_reads_every_point(tmp_path: Path) -> None:
+    pump, port = start_pump(tmp_path)
+    try:
+        cfg = gateway_config(tmp_path, pump_port=port, broker_url="mqtt://127.0.0.1:1")
+        r = edgetwin("check", "--config", str(cfg), "--probe")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "11 of 11 points read" in r.stdout
+        for name in ("suction_pressure", "run_seconds", "fluid_temperature"):
+            assert name in r.stdout
+        pump.stop()
+        r = edgetwin("check", "--config", str(cfg), "--probe")
+        assert r.returncode == 1
+        assert "0 of 11 points read" in r.stdout
+        assert "cannot connect" in r.stdout
+    finally:
+        pump.stop()
