@@ -173,9 +173,15 @@ def _translate(error: ErrorDetails) -> _Issue:
         text = f"unknown {disc} {tag!r}; expected {_one_of(tags)}{_suggest(tag, tags)}"
         return _Issue((*path, disc), text)
     if kind == "literal_error":
-        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        hint = _suggest(value, options) if isinstance(value, str) else ""
-        return _Issue(path, f"must be {_one_of(options)}, got {_show(value)}{hint}")
+        # pydantic spells the choices "'a', 'b' or 'c'" (strings) or "7 or 8" (numbers).
+        expected = str(ctx.get("expected", ""))
+        options = re.findall(r"'([^']*)'", expected)
+        if options:
+            hint = _suggest(value, options) if isinstance(value, str) else ""
+            return _Issue(path, f"must be {_one_of(options)}, got {_show(value)}{hint}")
+        numbers = re.findall(r"-?\d+(?:\.\d+)?", expected)
+        choice = f"one of {', '.join(numbers)}" if len(numbers) > 1 else "".join(numbers)
+        return _Issue(path, f"must be {choice}, got {_show(value)}")
     if kind in _EXPECTED:
         want = _EXPECTED[kind]
         if kind == "list_type" and _holds_tables(_unwrap(_child(tp, 0))[0]):

@@ -530,3 +530,13 @@ def test_locator_on_generated_arrays_of_tables(
     locator = TomlLocator(text, data)
     for path, line in expect.items():
         assert locator.line(path) == line
+
+
+def test_numeric_choice_names_the_allowed_numbers() -> None:
+    text = EXAMPLE.read_text().replace(
+        'kind = "modbus_tcp"', 'kind = "modbus_rtu"\nbytesize = 6', 1
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, filename="x.toml")
+    messages = {p.path: p.message for p in info.value.problems}
+    assert messages["buses[0].bytesize"] == "must be one of 7, 8, got 6"
