@@ -1,4 +1,4 @@
-"""PD-100 pump drive served over Modbus TCP: register map, fault injection, served log.
+"""PD-100 pump drive served over Modbus TCP, RTU on a pseudo-terminal, or RTU over TCP.
 
 Register map: docs/dev/pump-register-map.md. The tables are pymodbus SimData blocks; the
 SimDevice ``action`` callback advances the physics to "now" and writes fresh words into the
@@ -7,9 +7,10 @@ block on every read, so pymodbus serves live values.
 Communication faults: ``no_answer`` and ``disconnect`` park the request until the server stops
 (``disconnect`` also closes client connections and closes new ones at once), ``late:<s>``
 delays the answer, ``exception:<code>`` answers that Modbus exception, ``garbage`` keeps the
-MBAP header but scrambles the PDU with function code 0 so no client can decode it, ``stuck``
-freezes the input registers and discrete inputs (set-points stay live). Only answers that
-leave intact are appended to ``served``.
+MBAP header but scrambles the PDU with function code 0 so no client can decode it (on RTU
+framing it keeps address, function and length, scrambles the data and sends a wrong CRC),
+``stuck`` freezes the input registers and discrete inputs (set-points stay live). Only
+answers that leave intact are appended to ``served``; accepted writes go to ``writes``.
 
 Per-request state (the request PDU, whether to garble the answer) travels in a ContextVar:
 the server sets it in its ``trace_pdu`` hook when a request is decoded, and asyncio copies the
@@ -26,7 +27,9 @@ import contextvars
 import json
 import logging
 import math
+import os
 import time
+import tty
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,8 +38,9 @@ from typing import Literal, TypedDict, cast
 
 import numpy as np
 from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerRTU, FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simutils import SimUtils
 
@@ -131,6 +135,7 @@ class _Exchange:
     request: ModbusPDU
     device: PumpDevice | None = None
     corrupt: bool = False
+    unknown: bool = False  # addressed to a unit this server does not have
 
 
 _EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
@@ -172,6 +177,8 @@ class PumpDevice:
             if entry.fault.kind == "process":
                 physics.check_fault(entry.fault.key)
         self.served: deque[ServedRecord] = deque(maxlen=served_maxlen)
+        #: accepted writes as (function code, address, values)
+        self.writes: deque[tuple[int, int, list[int]]] = deque(maxlen=served_maxlen)
         self.served_log = served_log
         if served_log is not None:
             served_log.touch()  # fail at start, not on the first read, if it is not writable
@@ -280,6 +287,10 @@ class PumpDevice:
         """Whether a ``disconnect`` fault is active now."""
         return any(f.name == "disconnect" for f in self.active_faults())
 
+    def silent(self) -> bool:
+        """Whether a ``no_answer`` or ``disconnect`` fault is active now."""
+        return any(f.name in {"no_answer", "disconnect"} for f in self.active_faults())
+
     def add_link_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever an injected fault changes (the server re-checks the link)."""
         self._link_listeners.append(callback)
@@ -299,6 +310,16 @@ class PumpDevice:
             return packet
         noise = self._garble_rng.bytes(len(packet) - 7)
         return packet[:7] + b"\x00" + noise[1:]  # function code 0 does not exist
+
+    def garble_rtu(self, packet: bytes) -> bytes:
+        """Corrupt an RTU answer: keep address, function and length; scramble data; bad CRC."""
+        if len(packet) < 4:
+            return packet
+        body = bytearray(packet[:-2])
+        keep = min(3, len(body))
+        body[keep:] = self._garble_rng.bytes(len(body) - keep)
+        crc = FramerRTU.compute_CRC(bytes(body)) ^ 0x5A5A  # never the right one
+        return bytes(body) + crc.to_bytes(2, "big")
 
     # ---------------------------------------------------------------- request handling
 
@@ -358,7 +379,10 @@ class PumpDevice:
             return rc
         self.advance()
         if set_values is not None:
-            return self._write(table, address, set_values)
+            refused = self._write(table, address, set_values)
+            if refused is None:
+                self.writes.append((function_code, address, [int(v) for v in set_values]))
+            return refused
         n = count
         if table in _BITS_SIZE:
             n = exchange.request.count if exchange is not None else 1
@@ -427,72 +451,107 @@ class PumpDevice:
                 fh.write(json.dumps(record) + "\n")
 
 
-class PumpServer:
-    """A Modbus TCP server for one or more PumpDevice units.
+class NullModem:
+    """Two pseudo-terminals wired back to back, like a null-modem cable between two ports.
 
-    With ``port=0`` the OS picks a free port; :attr:`port` then reads the bound port back from
-    the listening socket (pymodbus keeps the ``asyncio.Server`` as the listener's transport).
+    Each end is a tty path a serial library can open (pymodbus' serial server needs one);
+    whatever is written to one end is read at the other. The stub keeps each slave open
+    in raw mode, so the line stays up (and echo-free) while nobody has the port open.
+    Bytes sent while the other side is not reading are dropped, as on a real line.
     """
 
-    def __init__(
-        self,
-        devices: PumpDevice | Iterable[PumpDevice],
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        tick: float = 0.1,
-    ) -> None:
-        """Configure; nothing listens before :meth:`start`."""
+    def __init__(self) -> None:
+        """Create both ends; nothing moves before :meth:`start`."""
+        self._ends: list[tuple[int, int, str]] = []
+        for _ in range(2):
+            master, slave = os.openpty()
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            self._ends.append((master, slave, os.ttyname(slave)))
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def paths(self) -> tuple[str, str]:
+        """The tty paths of the two ends."""
+        return self._ends[0][2], self._ends[1][2]
+
+    def start(self) -> None:
+        """Start passing bytes both ways (on the running loop)."""
+        self._loop = asyncio.get_running_loop()
+        (a, _, _), (b, _, _) = self._ends
+        self._loop.add_reader(a, self._pass, a, b)
+        self._loop.add_reader(b, self._pass, b, a)
+
+    @staticmethod
+    def _pass(src: int, dst: int) -> None:
+        try:
+            data = os.read(src, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # EIO: no slave open on that side
+            return
+        with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
+            os.write(dst, data)
+
+    def close(self) -> None:
+        """Stop and release both pseudo-terminals."""
+        if self._loop is not None:
+            for master, _, _ in self._ends:
+                self._loop.remove_reader(master)
+            self._loop = None
+        for master, slave, _ in self._ends:
+            for fd in (master, slave):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._ends = []
+
+
+def _catch_all() -> SimDevice:
+    """Unit 0 of the simulator answers for every unknown unit; the hooks then drop it."""
+
+    def bits() -> list[SimData]:
+        return [SimData(0, values=[False], datatype=DataType.BITS)]
+
+    def regs() -> list[SimData]:
+        return [SimData(0, values=[0], datatype=DataType.REGISTERS)]
+
+    return SimDevice(id=0, simdata=(bits(), bits(), regs(), regs()))
+
+
+class _Serving:
+    """What every pump server shares: physics ticks, fault hooks, unknown units.
+
+    A request for a unit that is not served gets no answer on RTU framing (the line stays
+    silent, as on RS-485) and exception 0x0B (gateway target did not respond) on Modbus TCP.
+    """
+
+    rtu = False
+
+    def __init__(self, devices: PumpDevice | Iterable[PumpDevice], *, tick: float) -> None:
         self.devices = [devices] if isinstance(devices, PumpDevice) else list(devices)
         if not self.devices:
-            raise ValueError("PumpServer needs at least one PumpDevice")
-        self._address = (host, port)
-        self._bound: tuple[str, int] | None = None
+            raise ValueError(f"{type(self).__name__} needs at least one PumpDevice")
+        self._units = {d.unit: d for d in self.devices}
         self._tick = tick
-        self._server: ModbusTcpServer | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._link_down = False
 
-    @property
-    def host(self) -> str:
-        """Host the server is bound to."""
-        return self._require_bound()[0]
+    def _context(self) -> list[SimDevice]:
+        return [*(d.simdevice for d in self.devices), _catch_all()]
 
-    @property
-    def port(self) -> int:
-        """Actual TCP port (the real one when started with port 0)."""
-        return self._require_bound()[1]
+    def _hooks(self) -> dict[str, Callable[..., object]]:
+        return {
+            "trace_packet": self._trace_packet,
+            "trace_pdu": self._trace_pdu,
+            "trace_connect": self._trace_connect,
+        }
 
-    def _require_bound(self) -> tuple[str, int]:
-        if self._bound is None:
-            raise RuntimeError("PumpServer is not started")
-        return self._bound
-
-    async def start(self) -> None:
-        """Bind and start serving; raises OSError if the address cannot be bound."""
-        if self._server is not None:
-            raise RuntimeError("PumpServer already started")
-        server = ModbusTcpServer(
-            context=[d.simdevice for d in self.devices],
-            address=self._address,
-            trace_packet=self._trace_packet,
-            trace_pdu=self._trace_pdu,
-            trace_connect=self._trace_connect,
-        )
-        try:
-            await server.serve_forever(background=True)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen on {self._address[0]}:{self._address[1]}") from exc
-        listener = cast(asyncio.Server, server.transport)
-        sockname = listener.sockets[0].getsockname()
-        self._bound = (str(sockname[0]), int(sockname[1]))
-        self._server = server
+    def _started(self, name: str) -> None:
         for device in self.devices:
             device.add_link_listener(self._sync_link)
-        self._watcher = asyncio.create_task(self._watch(), name=f"pump-server:{self.port}")
+        self._watcher = asyncio.create_task(self._watch(), name=name)
 
-    async def stop(self) -> None:
-        """Close all connections and the listener, cancel parked requests."""
+    async def _stopping(self) -> None:
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.cancel()
@@ -500,28 +559,14 @@ class PumpServer:
                 await watcher
         for device in self.devices:
             device.remove_link_listener(self._sync_link)
-        server, self._server = self._server, None
-        if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
+
+    async def _release(self) -> None:
         for device in self.devices:
             await device.close_pending()
         await asyncio.sleep(0)  # let the closed transports run connection_lost
 
-    async def __aenter__(self) -> PumpServer:
-        """Start on entry."""
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Stop on exit."""
-        await self.stop()
-
     def drop_connections(self) -> None:
-        """Close every open client connection now."""
-        if self._server is None:
-            return
-        for handler in list(self._server.active_connections.values()):
-            handler.close()
+        """Close every open client connection now (nothing to close on a serial line)."""
 
     async def _watch(self) -> None:
         """Advance the physics and apply scheduled disconnects while serving."""
@@ -549,17 +594,189 @@ class PumpServer:
             _EXCHANGE.set(None)  # a new frame: forget the previous request
             return packet
         exchange = _EXCHANGE.get()
-        if exchange is not None and exchange.corrupt and exchange.device is not None:
-            return exchange.device.garble(packet)
+        if exchange is None:
+            return packet
+        if exchange.unknown and self.rtu:
+            return b""  # nobody on the line has that address
+        if exchange.corrupt and exchange.device is not None:
+            device = exchange.device
+            return device.garble_rtu(packet) if self.rtu else device.garble(packet)
+        addressed = self._units.get(exchange.request.dev_id)
+        if exchange.device is None and addressed is not None and addressed.silent():
+            return b""  # an unmapped address never reached the fault gate: stay silent
         return packet
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         exchange = _EXCHANGE.get()
         if not sending:
-            _EXCHANGE.set(_Exchange(pdu))
-        elif exchange is not None:
-            pdu.transaction_id = exchange.request.transaction_id
-            pdu.dev_id = exchange.request.dev_id
-            if isinstance(pdu, ExceptionResponse):
-                log.debug("unit %d answers exception %d", pdu.dev_id, pdu.exception_code)
+            _EXCHANGE.set(_Exchange(pdu, unknown=pdu.dev_id not in self._units))
+            return pdu
+        if exchange is None:
+            return pdu
+        request = exchange.request
+        if exchange.unknown and not self.rtu:
+            pdu = ExceptionResponse(
+                request.function_code, ExcCodes.GATEWAY_NO_RESPONSE, device_id=request.dev_id
+            )
+        pdu.transaction_id = request.transaction_id
+        pdu.dev_id = request.dev_id
+        if isinstance(pdu, ExceptionResponse):
+            log.debug("unit %d answers exception %d", pdu.dev_id, pdu.exception_code)
         return pdu
+
+
+class PumpServer(_Serving):
+    """A Modbus TCP server for one or more PumpDevice units.
+
+    With ``framer="rtu"`` it speaks RTU frames (unit id and CRC, no MBAP header) over TCP,
+    as a serial-to-Ethernet gateway in transparent mode does. With ``port=0`` the OS picks
+    a free port; :attr:`port` then reads the bound port back from the listening socket
+    (pymodbus keeps the ``asyncio.Server`` as the listener's transport).
+    """
+
+    def __init__(
+        self,
+        devices: PumpDevice | Iterable[PumpDevice],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tick: float = 0.1,
+        framer: Literal["socket", "rtu"] = "socket",
+    ) -> None:
+        """Configure; nothing listens before :meth:`start`."""
+        super().__init__(devices, tick=tick)
+        self.rtu = framer == "rtu"
+        self._address = (host, port)
+        self._bound: tuple[str, int] | None = None
+        self._server: ModbusTcpServer | None = None
+
+    @property
+    def host(self) -> str:
+        """Host the server is bound to."""
+        return self._require_bound()[0]
+
+    @property
+    def port(self) -> int:
+        """Actual TCP port (the real one when started with port 0)."""
+        return self._require_bound()[1]
+
+    def _require_bound(self) -> tuple[str, int]:
+        if self._bound is None:
+            raise RuntimeError("PumpServer is not started")
+        return self._bound
+
+    async def start(self) -> None:
+        """Bind and start serving; raises OSError if the address cannot be bound."""
+        if self._server is not None:
+            raise RuntimeError("PumpServer already started")
+        server = ModbusTcpServer(
+            context=self._context(),
+            framer=FramerType.RTU if self.rtu else FramerType.SOCKET,
+            address=self._address,
+            **self._hooks(),  # type: ignore[arg-type]
+        )
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {self._address[0]}:{self._address[1]}") from exc
+        listener = cast(asyncio.Server, server.transport)
+        sockname = listener.sockets[0].getsockname()
+        self._bound = (str(sockname[0]), int(sockname[1]))
+        self._server = server
+        self._started(f"pump-server:{self.port}")
+
+    async def stop(self) -> None:
+        """Close all connections and the listener, cancel parked requests."""
+        await self._stopping()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+        await self._release()
+
+    async def __aenter__(self) -> PumpServer:
+        """Start on entry."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop on exit."""
+        await self.stop()
+
+    def drop_connections(self) -> None:
+        """Close every open client connection now."""
+        if self._server is None:
+            return
+        for handler in list(self._server.active_connections.values()):
+            handler.close()
+
+
+class PumpSerialServer(_Serving):
+    """PumpDevice units on one Modbus RTU line: a pymodbus serial server on a pseudo-terminal.
+
+    The server holds one end of a :class:`NullModem`; :attr:`path` is the other end, the tty
+    a client opens as its serial port. A ``disconnect`` fault silences the line.
+    """
+
+    rtu = True
+
+    def __init__(
+        self,
+        devices: PumpDevice | Iterable[PumpDevice],
+        *,
+        baudrate: int = 19200,
+        tick: float = 0.1,
+    ) -> None:
+        """Configure; no pseudo-terminal exists before :meth:`start`."""
+        super().__init__(devices, tick=tick)
+        self.baudrate = baudrate
+        self._modem: NullModem | None = None
+        self._server: ModbusSerialServer | None = None
+
+    @property
+    def path(self) -> str:
+        """The tty path a client opens."""
+        if self._modem is None:
+            raise RuntimeError("PumpSerialServer is not started")
+        return self._modem.paths[0]
+
+    async def start(self) -> None:
+        """Create the line and start serving; raises OSError if the tty cannot be opened."""
+        if self._server is not None:
+            raise RuntimeError("PumpSerialServer already started")
+        modem = NullModem()
+        modem.start()
+        server = ModbusSerialServer(
+            context=self._context(),
+            framer=FramerType.RTU,
+            port=modem.paths[1],
+            baudrate=self.baudrate,
+            ignore_missing_devices=True,
+            **self._hooks(),  # type: ignore[arg-type]
+        )
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            modem.close()
+            raise OSError(f"cannot open {modem.paths[1]}") from exc
+        self._modem, self._server = modem, server
+        self._started(f"pump-serial:{self.path}")
+
+    async def stop(self) -> None:
+        """Close the port and the line, cancel parked requests."""
+        await self._stopping()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+        await self._release()
+        modem, self._modem = self._modem, None
+        if modem is not None:
+            modem.close()
+
+    async def __aenter__(self) -> PumpSerialServer:
+        """Start on entry."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop on exit."""
+        await self.stop()

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
 from edgetwin.protocols.modbus.codec import ByteOrder, ValueType, decode, encode
@@ -686,6 +687,14 @@ def test_garble_keeps_length_and_header_and_voids_the_pdu(packet: bytes) -> None
     assert len(garbled) == len(packet)
     assert garbled[:7] == packet[:7]
     assert DecodePDU(False).decode(garbled[7:]) is None
+
+
+@given(st.binary(min_size=5, max_size=256))  # the shortest RTU answer (an exception) is 5
+def test_garble_rtu_keeps_the_frame_shape_and_breaks_the_crc(packet: bytes) -> None:
+    garbled = PumpDevice(seed=0).garble_rtu(packet)
+    assert len(garbled) == len(packet)
+    assert garbled[:3] == packet[:3]  # address, function, byte count: the frame still parses
+    assert not FramerRTU.check_CRC(garbled[:-2], int.from_bytes(garbled[-2:], "big"))
 
 
 async def test_stuck_freezes_all_values(

@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgetwin.protocols.modbus.codec import REGISTER_COUNT, decode, encode
+from edgetwin.protocols.modbus.codec import (
+    INT_RANGE,
+    REGISTER_COUNT,
+    decode,
+    decode_string,
+    encode,
+    encode_string,
+    get_bit,
+    register_count,
+    set_bit,
+)
 
 ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"]
 
@@ -82,3 +92,134 @@ def test_decode_rejects_wrong_length_and_non_words() -> None:
         decode([0x10000], "uint16")
     with pytest.raises(ValueError, match="bit tables"):
         decode([1], "bool")
+
+
+# Byte positions on the wire, written out from the order names (A = most significant byte
+# of the big-endian value), independently of the codec's swap logic.
+WIRE_BYTES = {
+    2: {"ABCD": [0, 1], "CDAB": [0, 1], "BADC": [1, 0], "DCBA": [1, 0]},
+    4: {"ABCD": [0, 1, 2, 3], "CDAB": [2, 3, 0, 1], "BADC": [1, 0, 3, 2], "DCBA": [3, 2, 1, 0]},
+    8: {
+        "ABCD": [0, 1, 2, 3, 4, 5, 6, 7],
+        "CDAB": [6, 7, 4, 5, 2, 3, 0, 1],
+        "BADC": [1, 0, 3, 2, 5, 4, 7, 6],
+        "DCBA": [7, 6, 5, 4, 3, 2, 1, 0],
+    },
+}
+FORMATS = {
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float32": "f",
+    "float64": "d",
+}
+
+
+def wire_words(value: float, vtype: str, order: str) -> list[int]:
+    big = struct.pack(">" + FORMATS[vtype], value)
+    wire = bytes(big[i] for i in WIRE_BYTES[len(big)][order])
+    return [wire[i] << 8 | wire[i + 1] for i in range(0, len(wire), 2)]
+
+
+@given(data=st.data(), order=st.sampled_from(ORDERS), vtype=st.sampled_from(sorted(FORMATS)))
+def test_decode_matches_the_written_out_byte_layout(
+    data: st.DataObject, order: str, vtype: str
+) -> None:
+    if vtype.startswith("float"):
+        value: float = data.draw(st.floats(width=32 if vtype == "float32" else 64))
+    else:
+        lo, hi = INT_RANGE[vtype]
+        value = data.draw(st.integers(lo, hi))
+    words = wire_words(value, vtype, order)
+    out = decode(words, vtype, order)  # type: ignore[arg-type]
+    assert (math.isnan(out) and math.isnan(value)) or out == float(value)
+    if math.isnan(out) or (isinstance(value, int) and abs(value) > 2**53):
+        return  # NaN payloads and integers beyond float64's exact range do not come back
+    assert encode(out, vtype, order) == words  # type: ignore[arg-type]
+
+
+@given(
+    words=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=4), order=st.sampled_from(ORDERS)
+)
+def test_any_words_decode_to_a_float_and_re_encode(words: list[int], order: str) -> None:
+    vtype = {1: "uint16", 2: "uint32", 4: "uint64"}.get(len(words))
+    if vtype is None:
+        return
+    value = decode(words, vtype, order)  # type: ignore[arg-type]
+    if value <= 2**53:
+        assert encode(value, vtype, order) == words  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "vtype"),
+    [
+        (70000, "uint16"),
+        (-1, "uint16"),
+        (40000, "int16"),
+        (2**32, "uint32"),
+        (-(2**31) - 1, "int32"),
+    ],
+)
+def test_encode_refuses_values_outside_the_type(value: int, vtype: str) -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        encode(value, vtype)  # type: ignore[arg-type]
+
+
+def test_encode_rounds_to_the_nearest_integer_and_refuses_non_finite() -> None:
+    assert encode(1449.6, "uint16") == [1450]
+    assert encode(-0.4, "int16") == [0]
+    with pytest.raises(ValueError, match="cannot hold"):
+        encode(math.nan, "int32")
+    with pytest.raises(ValueError, match="does not fit"):
+        encode(1e39, "float32")
+
+
+def test_string_known_layouts() -> None:
+    # "PD-100" = 50 44 2D 31 30 30; a 7-character field takes 4 registers, NUL padded.
+    assert encode_string("PD-100", 7) == [0x5044, 0x2D31, 0x3030, 0x0000]
+    assert encode_string("PD-100", 7, "BADC") == [0x4450, 0x312D, 0x3030, 0x0000]
+    assert decode_string([0x5044, 0x2D31, 0x3030, 0x0000]) == "PD-100"
+    assert decode_string([0x4450, 0x312D, 0x3030, 0x0000], "BADC") == "PD-100"
+    assert decode_string([0x4142, 0x2020]) == "AB"  # space padding goes
+    assert decode_string([0x4100, 0x4243]) == "A"  # text ends at the first NUL
+    assert register_count("string", 7) == 4
+    with pytest.raises(ValueError, match="holds 3"):
+        encode_string("ABCD", 3)
+
+
+@given(
+    text=st.text(st.characters(min_codepoint=1, max_codepoint=0x2FF), max_size=40).map(str.rstrip),
+    order=st.sampled_from(ORDERS),
+    spare=st.integers(0, 5),
+)
+def test_string_round_trip(text: str, order: str, spare: int) -> None:
+    length = len(text.encode()) + spare or 1
+    words = encode_string(text, length, order)  # type: ignore[arg-type]
+    assert len(words) == register_count("string", length)
+    assert decode_string(words, order) == text  # type: ignore[arg-type]
+
+
+@given(words=st.lists(st.integers(0, 0xFFFF), max_size=8), order=st.sampled_from(ORDERS))
+def test_any_words_decode_to_some_text(words: list[int], order: str) -> None:
+    text = decode_string(words, order)  # type: ignore[arg-type]
+    assert "\0" not in text
+    assert len(text) <= 2 * len(words)
+
+
+@given(word=st.integers(0, 0xFFFF), bit=st.integers(0, 15), on=st.booleans())
+def test_bits_of_a_register(word: int, bit: int, on: bool) -> None:
+    assert get_bit(word, bit) == bool(word & (1 << bit))
+    changed = set_bit(word, bit, on)
+    assert get_bit(changed, bit) is on
+    assert changed & ~(1 << bit) == word & ~(1 << bit)  # the other bits stay
+    assert 0 <= changed <= 0xFFFF
+
+
+def test_bit_numbers_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"0\.\.15"):
+        get_bit(1, 16)
+    with pytest.raises(ValueError, match=r"0\.\.15"):
+        set_bit(1, -1, True)

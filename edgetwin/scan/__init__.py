@@ -1,0 +1,1 @@
+"""Discovery on a bus: which devices answer."""
