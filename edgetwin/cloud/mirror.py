@@ -7,18 +7,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgetwin.core.types import Alarm, Quality, point_id
+from edgetwin.core.types import Alarm, Quality, TwinBatch, point_id
 from edgetwin.errors import PayloadError
 from edgetwin.uplink.codec import (
     DEFAULT_MAX_DECOMPRESSED,
     Birth,
-    Frame,
     Status,
+    WireFrame,
     decode_birth,
     decode_event,
-    decode_frame,
     decode_status,
+    unpack_frame,
 )
+from edgetwin.uplink.framer import FrameDecoder
 from edgetwin.uplink.topics import DEFAULT_PREFIX, parse_topic, subscriptions, validate_prefix
 
 _ASKED_PER_GATEWAY = 64
@@ -51,13 +52,18 @@ class PointUpdate:
 
 @dataclass(frozen=True, slots=True)
 class MirrorStats:
-    """Counters since the mirror was created; ``errors`` counts dropped messages by kind."""
+    """Counters since the mirror was created; ``errors`` counts dropped messages by kind.
+
+    ``undecodable`` counts frames whose deltas refer to state lost to a gap: they wait for
+    the snapshot that follows a rebirth.
+    """
 
     frames: int
     duplicates: int
     gaps: int
     unknown_session: int
     stale: int
+    undecodable: int
     births: int
     statuses: int
     events: int
@@ -117,11 +123,21 @@ class SeqWindow:
 
 
 class _Gateway:
-    __slots__ = ("asked", "births", "current", "current_ids", "state", "status", "windows")
+    __slots__ = (
+        "asked",
+        "births",
+        "current",
+        "current_ids",
+        "decoders",
+        "state",
+        "status",
+        "windows",
+    )
 
     def __init__(self) -> None:
         self.births: OrderedDict[str, Birth] = OrderedDict()  # by arrival, oldest first
         self.windows: dict[str, SeqWindow] = {}
+        self.decoders: dict[str, FrameDecoder] = {}
         self.current: Birth | None = None  # the newest birth (by its ts)
         self.current_ids: frozenset[str] = frozenset()
         self.state: dict[str, PointUpdate] = {}
@@ -150,9 +166,19 @@ class Mirror:
         self._max_decompressed = max_decompressed
         self._gateways: dict[str, _Gateway] = {}
         self._counts = dict.fromkeys(
-            ("frames", "duplicates", "gaps", "unknown_session", "stale", "births", "statuses"), 0
+            (
+                "frames",
+                "duplicates",
+                "gaps",
+                "unknown_session",
+                "stale",
+                "undecodable",
+                "births",
+                "statuses",
+                "events",
+            ),
+            0,
         )
-        self._counts["events"] = 0
         self._errors: dict[str, int] = {}
 
     def subscriptions(self) -> list[str]:
@@ -209,8 +235,9 @@ class Mirror:
     # ------------------------------------------------------------ per kind
 
     def _frame(self, gateway: str, payload: bytes) -> tuple[list[PointUpdate], bool]:
+        """Return the frame's updates and whether a rebirth should be asked for now."""
         try:
-            frame = decode_frame(payload, max_decompressed=self._max_decompressed)
+            frame = unpack_frame(payload, max_decompressed=self._max_decompressed)
         except PayloadError:
             self._error("frame")
             return [], False
@@ -222,7 +249,7 @@ class Mirror:
         if birth is None:
             self._counts["unknown_session"] += 1
             return [], self._ask(gw, frame.session)
-        if frame.batch.index.size and frame.batch.index.max() >= len(birth.points):
+        if frame.index.size and frame.index.max() >= len(birth.points):
             self._error("index")
             return [], self._ask(gw, frame.session)
         window = gw.windows.setdefault(frame.session, SeqWindow(self._window))
@@ -232,14 +259,27 @@ class Mirror:
             return [], False
         if seen is Seen.GAP:
             self._counts["gaps"] += 1
+        decoder = gw.decoders.get(frame.session)
+        if decoder is None:
+            decoder = gw.decoders[frame.session] = FrameDecoder(birth.points)
+        synced = decoder.synced
+        try:
+            batch = decoder.decode(frame)
+        except PayloadError:
+            self._error("frame")
+            return [], synced and not decoder.synced
+        lost = synced and not decoder.synced  # ask once per loss of sync
+        if batch is None:
+            self._counts["undecodable"] += 1
+            return [], lost
         self._counts["frames"] += 1
-        updates = _updates(birth, frame)
+        updates = _updates(birth, frame, batch)
         for u in updates:
             key = u.id
             old = gw.state.get(key)
             if key in gw.current_ids and (old is None or u.ts >= old.ts):
                 gw.state[key] = u
-        return updates, seen is Seen.GAP
+        return updates, lost
 
     def _birth(self, gateway: str, payload: bytes) -> None:
         try:
@@ -252,6 +292,9 @@ class Mirror:
             return
         gw = self._gateway(gateway)
         self._counts["births"] += 1
+        old_birth = gw.births.get(birth.session)
+        if old_birth is not None and old_birth.points != birth.points:
+            gw.decoders.pop(birth.session, None)  # a new table: old references mean nothing
         gw.births[birth.session] = birth
         gw.births.move_to_end(birth.session)
         gw.asked.pop(birth.session, None)
@@ -265,6 +308,7 @@ class Mirror:
             oldest = next(s for s in gw.births if s != keep)
             del gw.births[oldest]
             gw.windows.pop(oldest, None)
+            gw.decoders.pop(oldest, None)
 
     def _status(self, gateway: str, payload: bytes) -> None:
         try:
@@ -311,8 +355,7 @@ class Mirror:
         self._errors[kind] = self._errors.get(kind, 0) + 1
 
 
-def _updates(birth: Birth, frame: Frame) -> list[PointUpdate]:
-    b = frame.batch
+def _updates(birth: Birth, frame: WireFrame, b: TwinBatch) -> list[PointUpdate]:
     columns = zip(
         b.index.tolist(),
         b.ts.tolist(),

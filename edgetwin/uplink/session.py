@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,11 @@ from pydantic import SecretStr
 from edgetwin.config.schema import MqttConfig
 from edgetwin.core.backoff import Backoff
 from edgetwin.errors import ConfigError, ConfigProblem
+from edgetwin.uplink.framer import mark_replay
 
 log = logging.getLogger(__name__)
+
+_FRAME_KINDS = frozenset({"frame", "snapshot"})
 
 # CONNACK codes that retrying soon will not change: MQTT 3.1.1 (2, 4, 5) and MQTT 5 (0x85..0x8C).
 _REFUSALS = frozenset({2, 4, 5, 133, 134, 135, 138, 140})
@@ -54,6 +58,11 @@ class Row(Protocol):
         ...
 
     @property
+    def kind(self) -> str:
+        """birth, snapshot, frame or event."""
+        ...
+
+    @property
     def retain(self) -> bool:
         """MQTT retain flag."""
         ...
@@ -62,8 +71,10 @@ class Row(Protocol):
 class Source(Protocol):
     """The outbox as the uplink sees it."""
 
-    async def pending(self, limit: int) -> Sequence[Row]:
-        """Oldest committed rows first."""
+    async def pending_split(
+        self, limit: int, live_since: float
+    ) -> tuple[Sequence[Row], Sequence[Row]]:
+        """(live, backlog): rows committed since ``live_since`` and older ones, oldest first."""
         ...
 
     async def wait_pending(self) -> None:
@@ -233,6 +244,7 @@ class MqttUplink:
         online_payload: bytes,
         offline_payload: bytes,
         on_command: Callable[[str, bytes], None],
+        on_connected: Callable[[], None] | None = None,
         window: int | None = None,
     ) -> None:
         self.cfg = cfg
@@ -243,7 +255,10 @@ class MqttUplink:
         self.online_payload = online_payload
         self.offline_payload = offline_payload
         self.on_command = on_command
+        self.on_connected = on_connected
         self.window = window or cfg.inflight
+        self.replayed = 0  # backlog frames published with the replay flag
+        self._live_since = time.time()
         self.connector = Connector(cfg)
         self.connected = False
         self.published = 0
@@ -292,6 +307,10 @@ class MqttUplink:
                     again = " again" if logged is not None else ""
                     log.info("uplink: connected%s to %s:%d", again, self.cfg.host, self.cfg.port)
                     logged = None
+                    # Rows committed before this connection are backlog, published as replay.
+                    self._live_since = time.time()
+                    if self.on_connected is not None:
+                        self.on_connected()
                     await client.publish(self.status_topic, self.online_payload, qos=1, retain=True)
                     for topic in self.command_topics:
                         await client.subscribe(topic, qos=1)
@@ -351,7 +370,11 @@ class MqttUplink:
         # A PUBACK missing for two keep-alive periods means the link is as good as dead.
         ack_timeout = max(10.0, 2.0 * self.cfg.keepalive)
         while True:
-            rows = await self.source.pending(self.window)
+            # Each round: the live lane first, then a batch of backlog, so live frames keep
+            # flowing while an outage's backlog drains. Order holds within each lane;
+            # subscribers order by (session, seq).
+            live, backlog = await self.source.pending_split(self.window, self._live_since)
+            rows = [*live, *backlog]
             if not rows:
                 if self._drain.is_set():
                     return
@@ -362,12 +385,20 @@ class MqttUplink:
                 log.warning("uplink: grace period over, %d+ rows stay queued", len(rows))
                 return
             timeout = remaining if remaining is not None else ack_timeout
+            payloads = [r.payload for r in live] + [
+                mark_replay(r.payload) if r.kind in _FRAME_KINDS else r.payload for r in backlog
+            ]
             results = await asyncio.gather(
                 *(
-                    client.publish(r.topic, r.payload, qos=1, retain=r.retain, timeout=timeout)
-                    for r in rows
+                    client.publish(r.topic, data, qos=1, retain=r.retain, timeout=timeout)
+                    for r, data in zip(rows, payloads, strict=True)
                 ),
                 return_exceptions=True,
+            )
+            self.replayed += sum(
+                1
+                for r, res in zip(rows[len(live) :], results[len(live) :], strict=True)
+                if res is None and r.kind in _FRAME_KINDS
             )
             done = [r.id for r, res in zip(rows, results, strict=True) if res is None]
             if done:
