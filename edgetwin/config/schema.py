@@ -173,8 +173,11 @@ class OutboxConfig(_Model):
     """The SQLite store-and-forward outbox."""
 
     commit_interval: float = Field(0.25, gt=0, le=10, description="seconds between commits")
-    max_bytes: int = Field(256 * 1024 * 1024, ge=64 * 1024)
+    max_bytes: int = Field(256 * 1024 * 1024, ge=4096)
     grace_period: float = Field(10.0, ge=0, le=300, description="shutdown flush budget, s")
+    max_age: float | None = Field(
+        None, gt=0, description="drop frames older than this, s (oldest chains first)"
+    )
 
 
 class UplinkConfig(_Model):
@@ -190,6 +193,9 @@ class UplinkConfig(_Model):
     model_sigmas: float = Field(3.0, gt=0, description="bound for report = model, in sigmas")
     heartbeat: float = Field(60.0, ge=0.1, le=86400, description="max age of a point upstream, s")
     snapshot_every: float = Field(300.0, ge=1, le=86400, description="full snapshot period, s")
+    frame_interval: float = Field(
+        1.0, ge=0, le=60, description="collect rows this long per frame, s; 0: a frame a poll"
+    )
 
 
 class MetricsConfig(_Model):

@@ -9,16 +9,20 @@ in the outbox for the next start.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import secrets
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from edgetwin import __version__
 from edgetwin.acquisition.scheduler import BusScheduler, DeviceSpec
 from edgetwin.config.schema import Config
 from edgetwin.core.types import Alarm, DeviceReading, TwinBatch
+from edgetwin.drivers.base import Device
 from edgetwin.runtime import systemd
 from edgetwin.runtime.devices import make_device, open_link
 from edgetwin.runtime.metrics import (
@@ -32,15 +36,15 @@ from edgetwin.storage.outbox import Outbox
 from edgetwin.twin.level import warmup
 from edgetwin.uplink.codec import (
     Birth,
-    Frame,
     PointInfo,
     Status,
     StatusState,
     encode_birth,
     encode_event,
-    encode_frame,
     encode_status,
 )
+from edgetwin.uplink.framer import FrameEncoder
+from edgetwin.uplink.rbe import Reporter
 from edgetwin.uplink.session import MqttUplink
 from edgetwin.uplink.topics import Topics
 
@@ -55,7 +59,37 @@ class _End:
     """Queue marker: no more readings."""
 
 
-_Item = DeviceReading | _Rebirth | _End
+class _Snapshot:
+    """Queue marker: send a full snapshot soon (after a reconnect or a dropped chain)."""
+
+
+_Item = DeviceReading | _Rebirth | _End | _Snapshot
+
+
+def _concat(batches: list[TwinBatch]) -> TwinBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return TwinBatch(
+        index=np.concatenate([b.index for b in batches]),
+        ts=np.concatenate([b.ts for b in batches]),
+        value=np.concatenate([b.value for b in batches]),
+        estimate=np.concatenate([b.estimate for b in batches]),
+        score=np.concatenate([b.score for b in batches]),
+        alarm=np.concatenate([b.alarm for b in batches]),
+        quality=np.concatenate([b.quality for b in batches]),
+    )
+
+
+def _rows(batch: TwinBatch, mask: np.ndarray) -> TwinBatch:
+    return TwinBatch(
+        index=batch.index[mask],
+        ts=batch.ts[mask],
+        value=batch.value[mask],
+        estimate=batch.estimate[mask],
+        score=batch.score[mask],
+        alarm=batch.alarm[mask],
+        quality=batch.quality[mask],
+    )
 
 
 @dataclass
@@ -64,9 +98,22 @@ class GatewayStats:
 
     readings: int = 0
     frames: int = 0
+    snapshots: int = 0
+    rows_sent: int = 0
+    rows_suppressed: int = 0
     events: int = 0
     rebirths: int = 0
+    drops_announced: int = 0
     device_online: dict[str, bool] = field(default_factory=dict)
+
+
+async def _call(obj: object, method: str) -> None:
+    """Call ``obj.method()`` if the driver has it (start/close), awaiting it if async."""
+    fn = getattr(obj, method, None)
+    if fn is not None:
+        result = fn()
+        if inspect.isawaitable(result):
+            await result
 
 
 def new_session_id() -> str:
@@ -88,15 +135,19 @@ class Gateway:
             cfg.gateway.state_dir / "outbox.db",
             commit_interval=cfg.outbox.commit_interval,
             max_bytes=cfg.outbox.max_bytes,
+            max_age=cfg.outbox.max_age,
         )
         self.links = {bus.name: open_link(bus) for bus in cfg.buses}
         self.metrics = GatewayMetrics(cfg.gateway.id, self.session)
+        self.devices: dict[str, Device] = {
+            dev.name: make_device(dev, self.links[dev.bus]) for dev in cfg.devices
+        }
         self.schedulers = [
             BusScheduler(
                 bus.name,
                 [
                     DeviceSpec(
-                        self.metrics.instrument(bus.name, make_device(dev, self.links[bus.name])),
+                        self.metrics.instrument(bus.name, self.devices[dev.name]),
                         [p.interval or dev.interval for p in dev.points],
                         breaker_failures=dev.breaker_failures,
                         probe_max=dev.probe_max,
@@ -119,6 +170,7 @@ class Gateway:
             online_payload=self._status("online"),
             offline_payload=self._status("offline"),
             on_command=self._on_command,
+            on_connected=self._on_connected,
         )
         self.metrics.bind(
             devices=scheduler_devices(self.schedulers),
@@ -126,7 +178,11 @@ class Gateway:
             outbox=self.outbox.stats,
             uplink=uplink_state(self.uplink),
         )
-        self._seq = 0
+        self.birth_doc = self.birth()
+        self.encoder = FrameEncoder(cfg.gateway.id, self.session, self.birth_doc.points)
+        self.reporter = Reporter.from_points(self.birth_doc.points)
+        self._pending: list[TwinBatch] = []  # rows chosen for the next frame
+        self._want_snapshot = True  # a session starts with a snapshot
         self._commits_seen = -1
         self.watchdog = systemd.Watchdog()
         self.watchdog.register("poll", idle=self._buses_alive)
@@ -170,8 +226,13 @@ class Gateway:
             log.info("rebirth requested")
             self.readings.put_nowait(_Rebirth())
 
+    def _on_connected(self) -> None:
+        # Live deltas must be decodable without waiting for the backlog's snapshots.
+        self.readings.put_nowait(_Snapshot())
+
     def birth(self) -> Birth:
-        """The birth certificate of this session: every point and its frame index."""
+        """The birth certificate of this session: every point, its frame index and wire rules."""
+        up = self.cfg.uplink
         points: list[PointInfo] = []
         for dev in self.cfg.devices:
             for p in dev.points:
@@ -184,6 +245,10 @@ class Gateway:
                         type=getattr(p, "type", "float64"),
                         model=p.model,
                         threshold=self.cfg.twin.threshold,
+                        resolution=p.resolution,
+                        deadband=p.deadband if p.deadband is not None else (p.resolution or 0.0),
+                        report=up.report if p.report == "default" else p.report,
+                        heartbeat=up.heartbeat,
                     )
                 )
         return Birth(
@@ -205,79 +270,133 @@ class Gateway:
         self.outbox.put(self.topics.events, encode_event(doc), kind="event")
         self.stats.events += 1
 
-    def _frame(self, batch: TwinBatch, *, snapshot: bool) -> bytes:
-        frame = Frame(
-            gateway=self.cfg.gateway.id,
-            session=self.session,
-            seq=self._seq,
-            batch=batch,
-            snapshot=snapshot,
-            replay=False,
-        )
-        self._seq += 1
-        return encode_frame(frame)
-
-    def _process(self, items: list[_Item]) -> tuple[list[bytes], list[AlarmChange], int]:
-        """Worker-thread half of the twin task: estimator updates and frame encoding."""
-        frames: list[bytes] = []
+    def _process(self, items: list[_Item]) -> list[AlarmChange]:
+        """Worker-thread half of the twin task: estimator updates and row selection."""
         changes: list[AlarmChange] = []
-        births = 0
+        now = time.monotonic()
         for item in items:
             if isinstance(item, DeviceReading):
                 t0 = time.perf_counter()
-                batch, ch = self.twin.step(item)
+                batch, nis, ch = self.twin.step(item)
                 self.metrics.observe_tick(time.perf_counter() - t0)
-                frames.append(self._frame(batch, snapshot=False))
+                mask = self.reporter.select(batch, now, nis, self.cfg.uplink.model_sigmas)
+                self.stats.rows_sent += int(mask.sum())
+                self.stats.rows_suppressed += int(len(mask) - mask.sum())
+                if mask.any():
+                    self._pending.append(batch if mask.all() else _rows(batch, mask))
                 changes += ch
-            elif isinstance(item, _Rebirth):
-                births += 1
-                snap = self.twin.snapshot()
-                if snap is not None:
-                    # The birth is queued first by the caller; frames keep their order.
-                    frames.append(self._frame(snap, snapshot=True))
-        return frames, changes, births
+            elif isinstance(item, _Rebirth | _Snapshot):
+                self._want_snapshot = True
+        return changes
+
+    def _frames(self) -> list[tuple[str, int, bytes]]:
+        """Worker-thread half: encode the pending rows, then a snapshot if one is due."""
+        out: list[tuple[str, int, bytes]] = []
+        if self._pending:
+            seq, payload = self.encoder.encode(_concat(self._pending))
+            self._pending.clear()
+            out.append(("frame", seq, payload))
+        if self._want_snapshot:
+            snap = self.twin.snapshot()
+            if snap is not None:
+                seq, payload = self.encoder.snapshot(snap)
+                self.reporter.record(snap, time.monotonic())
+                self._want_snapshot = False
+                out.append(("snapshot", seq, payload))
+        return out
+
+    async def _announce_drops(self) -> None:
+        drops = await self.outbox.take_drops()
+        # No await between taking the records and putting their events: see Outbox.take_drops.
+        for d in drops:
+            log.warning(
+                "outbox dropped %d frames and %d events (%d bytes) of session %s, seq %s..%s: %s",
+                d.frames,
+                d.events,
+                d.bytes,
+                d.session,
+                d.first_seq,
+                d.last_seq,
+                d.reason,
+            )
+            self._put_event(
+                {
+                    "type": "drop",
+                    "of_session": d.session,
+                    "first_seq": d.first_seq,
+                    "last_seq": d.last_seq,
+                    "frames": d.frames,
+                    "events": d.events,
+                    "bytes": d.bytes,
+                    "reason": d.reason,
+                }
+            )
+            self.stats.drops_announced += 1
 
     async def _twin_task(self) -> None:
+        loop = asyncio.get_running_loop()
+        up = self.cfg.uplink
+        flush_at = loop.time() + up.frame_interval
+        snapshot_at = loop.time() + up.snapshot_every
         while True:
-            items = [await self.readings.get()]
+            try:
+                wait = max(0.0, flush_at - loop.time()) if self._pending else None
+                items: list[_Item] = [await asyncio.wait_for(self.readings.get(), wait)]
+            except TimeoutError:
+                items = []
             while not self.readings.empty():
                 items.append(self.readings.get_nowait())
-            if any(isinstance(i, _Rebirth) for i in items):
-                # Births go ahead of this batch's frames so a fresh subscriber can decode them.
+            rebirth = any(isinstance(i, _Rebirth) for i in items)
+            if rebirth:
+                # The birth goes ahead of the snapshot so a fresh subscriber can decode it.
                 self.outbox.put(
-                    self.topics.birth, encode_birth(self.birth()), retain=True, kind="birth"
+                    self.topics.birth, encode_birth(self.birth_doc), retain=True, kind="birth"
                 )
-            frames, changes, births = await asyncio.to_thread(self._process, items)
+                self.stats.rebirths += 1
+            changes = await asyncio.to_thread(self._process, items) if items else []
             self.watchdog.progress("twin")
-            self.stats.rebirths += births
-            for payload in frames:
-                self.outbox.put(self.topics.frames, payload)
-            self.stats.frames += len(frames)
-            for c in changes:
-                if Alarm.ALARM in (c.before, c.after):
-                    log.info(
-                        "alarm %s/%s: %s -> %s (score %.2f)",
-                        c.device,
-                        c.point,
-                        c.before.name,
-                        c.after.name,
-                        c.score,
+            self._put_alarms(changes)
+            end = any(isinstance(i, _End) for i in items)
+            now = loop.time()
+            if now >= snapshot_at or self.outbox.needs_snapshot(self.session):
+                self._want_snapshot = True
+                snapshot_at = now + up.snapshot_every
+            if end or now >= flush_at or self._want_snapshot or up.frame_interval == 0:
+                for kind, seq, payload in await asyncio.to_thread(self._frames):
+                    self.outbox.put(
+                        self.topics.frames, payload, kind=kind, session=self.session, seq=seq
                     )
-                self._put_event(
-                    {
-                        "type": "alarm",
-                        "device": c.device,
-                        "point": c.point,
-                        "index": c.index,
-                        "alarm": int(c.after),
-                        "previous": int(c.before),
-                        "value": c.value if math.isfinite(c.value) else None,
-                        "estimate": c.estimate,
-                        "score": c.score,
-                    }
-                )
-            if any(isinstance(i, _End) for i in items):
+                    self.stats.frames += 1
+                    self.stats.snapshots += kind == "snapshot"
+                flush_at = now + up.frame_interval
+                await self._announce_drops()
+            if end:
                 return
+
+    def _put_alarms(self, changes: list[AlarmChange]) -> None:
+        for c in changes:
+            if Alarm.ALARM in (c.before, c.after):
+                log.info(
+                    "alarm %s/%s: %s -> %s (score %.2f)",
+                    c.device,
+                    c.point,
+                    c.before.name,
+                    c.after.name,
+                    c.score,
+                )
+            self._put_event(
+                {
+                    "type": "alarm",
+                    "device": c.device,
+                    "point": c.point,
+                    "index": c.index,
+                    "alarm": int(c.after),
+                    "previous": int(c.before),
+                    "value": c.value if math.isfinite(c.value) else None,
+                    "estimate": c.estimate,
+                    "score": c.score,
+                }
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -288,8 +407,10 @@ class Gateway:
         await self.outbox.open()
         try:
             self.outbox.put(
-                self.topics.birth, encode_birth(self.birth()), retain=True, kind="birth"
+                self.topics.birth, encode_birth(self.birth_doc), retain=True, kind="birth"
             )
+            for device in self.devices.values():
+                await _call(device, "start")
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.outbox.run_writer(), name="outbox-writer")
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
@@ -329,6 +450,8 @@ class Gateway:
                 if metrics is not None:
                     metrics.cancel()
         finally:
+            for device in self.devices.values():
+                await _call(device, "close")
             for link in self.links.values():
                 link.close()
             await self.outbox.close()

@@ -69,6 +69,7 @@ class _DeviceTwin:
         self.value = np.full(n, np.nan)
         self.estimate = np.zeros(n)
         self.score = np.zeros(n)
+        self.nis = np.full(n, np.nan)  # NaN: no model, or nothing to say this tick
         self.alarm = np.zeros(n, dtype=np.uint8)
         self.quality = np.full(n, int(Quality.STALE), dtype=np.uint16)
         self.ts = np.zeros(n)
@@ -81,6 +82,7 @@ class _DeviceTwin:
         # Points without a model: the estimate is the last good value.
         self.estimate[idx] = np.where(good, r.values, self.estimate[idx])
         self.score[idx] = 0.0
+        self.nis[idx] = np.nan
         self.alarm[idx] = Alarm.NORMAL
         self.value[idx] = r.values
         self.quality[idx] = r.quality
@@ -96,6 +98,7 @@ class _DeviceTwin:
             out = g.estimator.update(self.value[g.points], quality.astype(np.uint16))
             self.estimate[g.points] = out.estimate
             self.score[g.points] = out.score
+            self.nis[g.points] = np.where(polled[g.points], out.nis, np.nan)
             self.alarm[g.points] = out.alarm
         return idx, self._batch(idx)
 
@@ -132,8 +135,8 @@ class TwinStage:
             first += len(dev.points)
         self.n_points = first
 
-    def step(self, reading: DeviceReading) -> tuple[TwinBatch, list[AlarmChange]]:
-        """Update the device's twin with one reading; return its batch and alarm changes."""
+    def step(self, reading: DeviceReading) -> tuple[TwinBatch, np.ndarray, list[AlarmChange]]:
+        """Update the device's twin with one reading; return its batch, NIS and alarm changes."""
         twin = self.devices[reading.device]
         before = twin.alarm.copy()
         idx, batch = twin.step(reading)
@@ -151,7 +154,7 @@ class TwinStage:
             )
             for i in idx[before[idx] != twin.alarm[idx]]
         ]
-        return batch, changes
+        return batch, twin.nis[idx].copy(), changes
 
     def snapshot(self) -> TwinBatch | None:
         """The latest state of every point that has been read, as one batch."""

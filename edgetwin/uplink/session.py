@@ -28,12 +28,23 @@ from pydantic import SecretStr
 
 from edgetwin.config.schema import MqttConfig
 from edgetwin.core.backoff import Backoff
-from edgetwin.errors import ConfigError, ConfigProblem
+from edgetwin.errors import ConfigError, ConfigProblem, PayloadError
 from edgetwin.uplink.framer import mark_replay
 
 log = logging.getLogger(__name__)
 
 _FRAME_KINDS = frozenset({"frame", "snapshot"})
+
+
+def _replayed(row: Row) -> bytes:
+    """A backlog frame with the replay flag set; any other row (or a foreign payload) as is."""
+    if row.kind not in _FRAME_KINDS:
+        return row.payload
+    try:
+        return mark_replay(row.payload)
+    except PayloadError:
+        return row.payload  # not ours to judge: subscribers reject it per frame
+
 
 # CONNACK codes that retrying soon will not change: MQTT 3.1.1 (2, 4, 5) and MQTT 5 (0x85..0x8C).
 _REFUSALS = frozenset({2, 4, 5, 133, 134, 135, 138, 140})
@@ -385,9 +396,7 @@ class MqttUplink:
                 log.warning("uplink: grace period over, %d+ rows stay queued", len(rows))
                 return
             timeout = remaining if remaining is not None else ack_timeout
-            payloads = [r.payload for r in live] + [
-                mark_replay(r.payload) if r.kind in _FRAME_KINDS else r.payload for r in backlog
-            ]
+            payloads = [r.payload for r in live] + [_replayed(r) for r in backlog]
             results = await asyncio.gather(
                 *(
                     client.publish(r.topic, data, qos=1, retain=r.retain, timeout=timeout)

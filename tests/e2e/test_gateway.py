@@ -155,14 +155,14 @@ async def test_sigterm_keeps_the_outbox_and_delivers_it_after_restart(tmp_path: 
     try:
         gw = start_gateway(cfg_path, tmp_path, "gateway-1")
         await asyncio.to_thread(gw.wait_for_output, "device pump1: online")
-        await asyncio.sleep(2)  # several polls into the outbox, broker down
+        await asyncio.sleep(4)  # several frames into the outbox, broker down
         gw.signal(signal.SIGTERM)
         assert await asyncio.to_thread(gw.wait, 30) == 0, gw.output()
         assert "kept in the outbox" in gw.output()
         rows = outbox_rows(cfg.gateway.state_dir)
-        frames_kept = sum(1 for _, _, kind in rows if kind == "frame")
+        frames_kept = sum(1 for _, _, kind in rows if kind in {"frame", "snapshot"})
         assert rows[0][2] == "birth"
-        assert frames_kept >= 5
+        assert frames_kept >= 4
 
         broker.start()
         updates: list[PointUpdate] = []
@@ -191,6 +191,9 @@ async def test_sigterm_keeps_the_outbox_and_delivers_it_after_restart(tmp_path: 
         # Every frame the first run kept arrives: contiguous from 0, none missing.
         assert first == list(range(frames_kept))
         assert len(sessions) == 2  # the second run's own frames follow the backlog
+        # The backlog went out marked as replay; the live session's frames did not.
+        assert all(u.replay for u in updates if u.session == sessions[0])
+        assert any(not u.replay for u in updates if u.session == sessions[1])
     finally:
         broker.stop()
         pump.stop()

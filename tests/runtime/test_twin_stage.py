@@ -58,18 +58,18 @@ def test_groups_match_a_standalone_estimator_and_indexes_are_global() -> None:
     slow = LevelEstimator(2, commissioning=10)
     for k in range(40):
         v = 10 + rng.normal(size=1)
-        batch, _ = stage.step(reading("a", [0, 2], [v[0], 7.0], k))
+        batch, _, _ = stage.step(reading("a", [0, 2], [v[0], 7.0], k))
         ref = fast.update(v, np.zeros(1, np.uint16))
         assert batch.index.tolist() == [0, 2]
         np.testing.assert_array_equal(batch.estimate[:1], ref.estimate)
         assert batch.estimate[1] == 7.0  # model "none": the value itself
         if k % 4 == 0:
             w = 5 + rng.normal(size=2)
-            batch, _ = stage.step(reading("a", [1, 3], w.tolist(), k))
+            batch, _, _ = stage.step(reading("a", [1, 3], w.tolist(), k))
             ref2 = slow.update(w, np.zeros(2, np.uint16))
             assert batch.index.tolist() == [1, 3]
             np.testing.assert_array_equal(batch.estimate, ref2.estimate)
-    batch, _ = stage.step(reading("b", None, [1.0], 41))
+    batch, _, _ = stage.step(reading("b", None, [1.0], 41))
     assert batch.index.tolist() == [4]  # device b's point follows device a's four
 
 
@@ -80,7 +80,7 @@ def test_alarm_changes_and_snapshot() -> None:
         stage.step(reading("a", [0, 2], [10 + 0.1 * rng.normal(), 1.0], k))
     changes = []
     for k in range(30, 36):
-        _, ch = stage.step(reading("a", [0, 2], [50.0, 1.0], k))  # a 400-sigma step
+        _, _, ch = stage.step(reading("a", [0, 2], [50.0, 1.0], k))  # a 400-sigma step
         changes += ch
     assert [(c.point, c.after) for c in changes if c.after == Alarm.ALARM] == [("p", Alarm.ALARM)]
     snap = stage.snapshot()
@@ -93,6 +93,6 @@ def test_alarm_changes_and_snapshot() -> None:
         np.full(2, int(Quality.COMM_FAIL), np.uint16),
         index=np.array([0, 2]),
     )
-    batch, _ = stage.step(bad)
+    batch, _, _ = stage.step(bad)
     assert np.isfinite(batch.estimate).all()
     assert (batch.quality == Quality.COMM_FAIL).all()

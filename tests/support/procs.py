@@ -86,7 +86,14 @@ def start_pump(tmp: Path, *faults: str, served_log: Path | None = None) -> tuple
 
 
 def gateway_config(
-    tmp: Path, *, pump_port: int, broker_url: str, interval: float = 0.25, grace: float = 5.0
+    tmp: Path,
+    *,
+    pump_port: int,
+    broker_url: str,
+    interval: float = 0.25,
+    grace: float = 5.0,
+    uplink: str = 'report = "full"\nframe_interval = 0.5',
+    extra: str = "",
 ) -> Path:
     """The example config from deploy/, pointed at this test's pump, broker and state dir."""
     text = EXAMPLE_CONFIG.read_text()
@@ -101,6 +108,8 @@ def gateway_config(
     for pattern, repl in subs:
         text, n = re.subn(pattern, repl, text)
         assert n == 1, f"example config: expected one line matching {pattern}, found {n}"
+    # Tests see every sample unless they ask otherwise; metrics off (tests share the machine).
+    text += f"\n[uplink]\n{uplink}\n\n[metrics]\nenabled = false\n{extra}"
     path = tmp / "edgetwin.toml"
     path.write_text(text)
     return path
