@@ -1,4 +1,4 @@
-"""Command-line entry points: run, check, tail, demo, warmup, status."""
+"""Command-line entry points: run, check, tail, demo, warmup, status, scan."""
 
 from __future__ import annotations
 
@@ -44,6 +44,26 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _unit_range(text: str) -> range:
+    lo, _, hi = text.partition("-")
+    try:
+        first, last = int(lo), int(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a unit id or a range like 1-32"
+        ) from None
+    if not 0 <= first <= last <= 247:
+        raise argparse.ArgumentTypeError(f"{text!r}: unit ids are 0..247, low to high")
+    return range(first, last + 1)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
 
 
 def _broker_url(text: str) -> str:
@@ -169,6 +189,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile (or load cached) twin kernels",
         description=("Compile the Numba kernels now so the first poll after start is not delayed."),
     )
+
+    p = sub.add_parser(
+        "scan",
+        help="find the devices that answer on a bus",
+        description="Commissioning: list what answers on a Modbus line or an I2C bus.",
+    )
+    scan = p.add_subparsers(dest="scan_kind", metavar="BUS", required=True)
+    q = scan.add_parser(
+        "modbus",
+        help="unit ids that answer on a Modbus line or endpoint",
+        description=(
+            "Probe unit ids (one read each) and list those that answer; an exception "
+            "response counts as present. Exit 0 when any unit answered, 1 when none did."
+        ),
+    )
+    where = q.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tcp", metavar="HOST:PORT", help="Modbus TCP endpoint")
+    where.add_argument("--rtu-tcp", metavar="HOST:PORT", help="serial gateway passing RTU over TCP")
+    where.add_argument("--rtu", metavar="PORT", help="serial device, e.g. /dev/ttyUSB0")
+    q.add_argument("--baudrate", type=int, default=9600, help="RTU baud rate (default 9600)")
+    q.add_argument("--parity", choices=["N", "E", "O"], default="E", help="RTU parity (default E)")
+    q.add_argument(
+        "--units",
+        type=_unit_range,
+        default=range(1, 248),
+        help="unit ids to try, e.g. 1-32 or 5 (default 1-247)",
+    )
+    q.add_argument("--timeout", type=_positive, default=0.2, help="seconds per probe (default 0.2)")
+    q = scan.add_parser(
+        "i2c",
+        help="addresses that answer on an I2C bus, and the chips they look like",
+        description="Probe 0x03..0x77 like i2cdetect; identify known chips by their ID registers.",
+    )
+    q.add_argument("--bus", type=int, required=True, help="N of /dev/i2c-N")
 
     p = sub.add_parser(
         "status",
@@ -356,6 +410,65 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return rc
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    if args.scan_kind == "i2c":
+        return _scan_i2c(args.bus)
+    from edgetwin.scan.modbus import scan_units  # noqa: PLC0415
+    from edgetwin.transports.modbus_serial import ModbusRtuLink, ModbusRtuTcpLink  # noqa: PLC0415
+    from edgetwin.transports.modbus_tcp import ModbusLink, ModbusTcpLink  # noqa: PLC0415
+
+    link: ModbusLink
+    try:
+        if args.rtu:
+            link = ModbusRtuLink(
+                args.rtu, baudrate=args.baudrate, parity=args.parity, timeout=args.timeout
+            )
+        else:
+            host, port = _host_port(args.tcp or args.rtu_tcp)
+            cls = ModbusTcpLink if args.tcp else ModbusRtuTcpLink
+            link = cls(host, port, timeout=args.timeout)
+    except ValueError as exc:
+        print(f"edgetwin scan modbus: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    found: list[int] = []
+
+    async def main() -> None:
+        try:
+            found.extend(await scan_units(link, args.units, answer_within=args.timeout))
+        finally:
+            link.close()
+
+    rc = _run_async(main)
+    if rc != EXIT_OK:
+        return rc
+    for unit in found:
+        print(unit)
+    print(f"{len(found)} of {len(args.units)} unit ids answered", file=sys.stderr)
+    return EXIT_OK if found else EXIT_FAILURE
+
+
+def _scan_i2c(bus_number: int) -> int:
+    from edgetwin.drivers.i2c.scan import scan  # noqa: PLC0415
+    from edgetwin.transports.i2c import I2cBus  # noqa: PLC0415
+
+    bus = I2cBus(bus_number)
+    found: list[tuple[int, str | None]] = []
+
+    async def main() -> None:
+        try:
+            found.extend(await scan(bus))
+        finally:
+            bus.close()
+
+    rc = _run_async(main)
+    if rc != EXIT_OK:
+        return rc
+    for address, chip in found:
+        print(f"0x{address:02x}  {chip or '?'}")
+    print(f"{len(found)} addresses answered on /dev/i2c-{bus_number}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from edgetwin.status import DEFAULT_URL, run_status  # noqa: PLC0415
 
@@ -395,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _cmd_demo,
         "warmup": _cmd_warmup,
         "status": _cmd_status,
+        "scan": _cmd_scan,
     }
     return handlers[args.command](args)
 

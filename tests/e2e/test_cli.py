@@ -10,7 +10,7 @@ import pytest
 
 from edgetwin import __version__
 from tests.support.mosquitto import Mosquitto
-from tests.support.procs import EXAMPLE_CONFIG, ROOT, gateway_config, start_pump
+from tests.support.procs import EXAMPLE_CONFIG, ROOT, Child, gateway_config, start_pump
 
 BAD = sorted((ROOT / "tests" / "config" / "bad").glob("*.toml"))
 
@@ -124,3 +124,43 @@ def test_check_probe_reads_every_point(tmp_path: Path) -> None:
         assert "cannot connect" in r.stdout
     finally:
         pump.stop()
+
+
+def test_scan_modbus_finds_the_units_that_answer(tmp_path: Path) -> None:
+    child = Child(
+        [
+            sys.executable,
+            "-m",
+            "firmware_stubs",
+            "pump",
+            "--port",
+            "0",
+            "--unit",
+            "2",
+            "--unit",
+            "5",
+        ],
+        tmp_path / "pump.log",
+        stdout_pipe=True,
+    )
+    try:
+        assert child.proc.stdout is not None
+        line = child.proc.stdout.readline().decode()
+        port = int(line.rsplit(":", 1)[1])
+        r = edgetwin("scan", "modbus", "--tcp", f"127.0.0.1:{port}", "--units", "1-6")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["2", "5"]
+        assert "2 of 6 unit ids answered" in r.stderr
+    finally:
+        child.stop()
+
+
+def test_scan_bad_arguments_and_missing_i2c_bus() -> None:
+    r = edgetwin("scan", "modbus", "--tcp", "nohost", "--units", "1-2")
+    assert r.returncode == 2
+    assert "HOST:PORT" in r.stderr
+    r = edgetwin("scan", "modbus", "--tcp", "127.0.0.1:1", "--units", "300")
+    assert r.returncode == 2
+    r = edgetwin("scan", "i2c", "--bus", "250")
+    assert r.returncode == 1
+    assert "i2c-250" in r.stderr
