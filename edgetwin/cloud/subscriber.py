@@ -81,11 +81,16 @@ async def follow(
     tls_insecure: bool = False,
     username: str | None = None,
     password_file: Path | None = None,
+    client_id: str | None = None,
+    session_expiry: int = 0,
 ) -> Mirror:
     """Follow gateways until ``stop`` is set; gaps and unknown sessions ask for a rebirth.
 
     ``share`` joins the MQTT 5 shared-subscription group of that name for frames and events.
-    Bad settings raise ConfigError; ``share`` with MQTT 3.1.1 raises ValueError.
+    ``client_id`` with ``session_expiry`` > 0 keeps a persistent session (MQTT 5): the broker
+    queues QoS 1 messages while this consumer is away, so reconnecting with the same id and
+    the same Mirror loses nothing. Bad settings raise ConfigError; ``share`` with MQTT 3.1.1
+    raises ValueError.
     """
     if share is not None and protocol != "5":
         raise ValueError("shared subscriptions (share=...) need MQTT 5")
@@ -103,6 +108,7 @@ async def follow(
         tls_insecure=tls_insecure,
         username=username,
         password_file=absolute(password_file),
+        **({"clean_start": False, "session_expiry": session_expiry} if session_expiry else {}),
     )
     wanted: list[str] = []
     rebirths: asyncio.Queue[str] = asyncio.Queue()
@@ -116,7 +122,7 @@ async def follow(
     if share is not None:
         split = [shared(share, f) for f in split]
     connector = Connector(broker)
-    client = connector.client(f"edgetwin-tail-{secrets.token_hex(4)}")
+    client = connector.client(client_id or f"edgetwin-tail-{secrets.token_hex(4)}")
 
     async def read() -> None:
         warned = False

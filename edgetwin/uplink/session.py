@@ -74,6 +74,11 @@ class Row(Protocol):
         ...
 
     @property
+    def created(self) -> float:
+        """Unix time the row was put."""
+        ...
+
+    @property
     def retain(self) -> bool:
         """MQTT retain flag."""
         ...
@@ -82,10 +87,8 @@ class Row(Protocol):
 class Source(Protocol):
     """The outbox as the uplink sees it."""
 
-    async def pending_split(
-        self, limit: int, live_since: float
-    ) -> tuple[Sequence[Row], Sequence[Row]]:
-        """(live, backlog): rows committed since ``live_since`` and older ones, oldest first."""
+    async def pending(self, limit: int) -> Sequence[Row]:
+        """Oldest committed rows first."""
         ...
 
     async def wait_pending(self) -> None:
@@ -318,7 +321,7 @@ class MqttUplink:
                     again = " again" if logged is not None else ""
                     log.info("uplink: connected%s to %s:%d", again, self.cfg.host, self.cfg.port)
                     logged = None
-                    # Rows committed before this connection are backlog, published as replay.
+                    # Rows put before this connection are backlog, published as replay.
                     self._live_since = time.time()
                     if self.on_connected is not None:
                         self.on_connected()
@@ -381,11 +384,10 @@ class MqttUplink:
         # A PUBACK missing for two keep-alive periods means the link is as good as dead.
         ack_timeout = max(10.0, 2.0 * self.cfg.keepalive)
         while True:
-            # Each round: the live lane first, then a batch of backlog, so live frames keep
-            # flowing while an outage's backlog drains. Order holds within each lane;
-            # subscribers order by (session, seq).
-            live, backlog = await self.source.pending_split(self.window, self._live_since)
-            rows = [*live, *backlog]
+            # One lane, in commit order: delta frames decode only in seq order, so the backlog
+            # of an outage goes out first (marked replay) and live frames follow it; the
+            # backlog drains at publish speed, far above the rate frames are made.
+            rows = list(await self.source.pending(self.window))
             if not rows:
                 if self._drain.is_set():
                     return
@@ -396,7 +398,7 @@ class MqttUplink:
                 log.warning("uplink: grace period over, %d+ rows stay queued", len(rows))
                 return
             timeout = remaining if remaining is not None else ack_timeout
-            payloads = [r.payload for r in live] + [_replayed(r) for r in backlog]
+            payloads = [_replayed(r) if r.created < self._live_since else r.payload for r in rows]
             results = await asyncio.gather(
                 *(
                     client.publish(r.topic, data, qos=1, retain=r.retain, timeout=timeout)
@@ -406,8 +408,8 @@ class MqttUplink:
             )
             self.replayed += sum(
                 1
-                for r, res in zip(rows[len(live) :], results[len(live) :], strict=True)
-                if res is None and r.kind in _FRAME_KINDS
+                for r, res in zip(rows, results, strict=True)
+                if res is None and r.kind in _FRAME_KINDS and r.created < self._live_since
             )
             done = [r.id for r, res in zip(rows, results, strict=True) if res is None]
             if done:
