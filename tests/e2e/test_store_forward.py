@@ -171,7 +171,7 @@ async def test_tiny_outbox_budget_drops_are_announced_upstream(
         async def listen() -> None:
             async with aiomqtt.Client("127.0.0.1", broker_down.port) as client:
                 await client.subscribe("edgetwin/v1/+/events", qos=1)
-                async for message in client.messages:  # noqa: PERF401 - runs until cancelled
+                async for message in client.messages:
                     events.append(decode_event(bytes(message.payload)))  # type: ignore[arg-type]
 
         tail = asyncio.create_task(listen())
