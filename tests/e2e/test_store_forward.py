@@ -168,11 +168,13 @@ async def test_tiny_outbox_budget_drops_are_announced_upstream(
     try:
         await asyncio.to_thread(gw.wait_for_output, "outbox dropped", 60)
         broker_down.start()
+
         async def listen() -> None:
             async with aiomqtt.Client("127.0.0.1", broker_down.port) as client:
                 await client.subscribe("edgetwin/v1/+/events", qos=1)
                 async for message in client.messages:
-                    events.append(decode_event(bytes(message.payload)))  # type: ignore[arg-type]
+                    event = decode_event(bytes(message.payload))  # type: ignore[arg-type]
+                    events.append(event)
 
         tail = asyncio.create_task(listen())
         await wait_until(lambda: any(e.get("type") == "drop" for e in events), 60)
