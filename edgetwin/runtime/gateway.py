@@ -14,7 +14,9 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -49,6 +51,9 @@ from edgetwin.uplink.session import MqttUplink
 from edgetwin.uplink.topics import Topics
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_INLINE_POINTS = 2000  # up to this many points, twin updates run on the loop thread
 
 
 class _Rebirth:
@@ -305,6 +310,16 @@ class Gateway:
                 out.append(("snapshot", seq, payload))
         return out
 
+    async def _off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run twin work on a worker thread when it is big; inline when a thread hop costs more.
+
+        The kernels release the GIL, so large batches must not stall the loop; a handful of
+        points takes microseconds, less than the hop (which dominated the idle cost).
+        """
+        if self.twin.n_points > _INLINE_POINTS:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
     async def _announce_drops(self) -> None:
         drops = await self.outbox.take_drops()
         # No await between taking the records and putting their events: see Outbox.take_drops.
@@ -353,7 +368,7 @@ class Gateway:
                     self.topics.birth, encode_birth(self.birth_doc), retain=True, kind="birth"
                 )
                 self.stats.rebirths += 1
-            changes = await asyncio.to_thread(self._process, items) if items else []
+            changes = await self._off_loop(self._process, items) if items else []
             self.watchdog.progress("twin")
             self._put_alarms(changes)
             end = any(isinstance(i, _End) for i in items)
@@ -362,7 +377,7 @@ class Gateway:
                 self._want_snapshot = True
                 snapshot_at = now + up.snapshot_every
             if end or now >= flush_at or self._want_snapshot or up.frame_interval == 0:
-                for kind, seq, payload in await asyncio.to_thread(self._frames):
+                for kind, seq, payload in await self._off_loop(self._frames):
                     self.outbox.put(
                         self.topics.frames, payload, kind=kind, session=self.session, seq=seq
                     )
