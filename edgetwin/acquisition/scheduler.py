@@ -21,12 +21,11 @@ import numpy as np
 
 from edgetwin.core.backoff import Backoff
 from edgetwin.core.types import DeviceReading, Quality
+from edgetwin.drivers.base import NO_VALUE as _NO_VALUE
 from edgetwin.drivers.base import Device, PollResult
 from edgetwin.errors import EdgetwinError
 
 log = logging.getLogger(__name__)
-
-_NO_VALUE = Quality.COMM_FAIL | Quality.DEVICE_ERROR | Quality.DECODE_ERROR | Quality.NOT_FINITE
 
 
 class Writable(Protocol):

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from edgetwin.core.types import Quality
 from edgetwin.errors import EdgetwinError
+
+# Qualities that leave no usable number; OUT_OF_RANGE keeps its value for the record.
+NO_VALUE = Quality.COMM_FAIL | Quality.DEVICE_ERROR | Quality.DECODE_ERROR | Quality.NOT_FINITE
+
+
+def scaled(
+    raw: float, scale: float, offset: float, valid: tuple[float, float] | None
+) -> tuple[float, Quality]:
+    """``raw * scale + offset`` and its quality: NOT_FINITE, OUT_OF_RANGE (value kept) or GOOD."""
+    value = raw * scale + offset
+    if not math.isfinite(value):
+        return math.nan, Quality.NOT_FINITE
+    if valid is not None and not valid[0] <= value <= valid[1]:
+        return value, Quality.OUT_OF_RANGE
+    return value, Quality.GOOD
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgetwin.config.modbus import BIT_TABLES, ModbusDeviceConfig, ModbusPointConfig, Table
 from edgetwin.core.types import Quality
-from edgetwin.drivers.base import PollResult
+from edgetwin.drivers.base import NO_VALUE, PollResult, scaled
 from edgetwin.errors import (
     DeviceExceptionError,
     EdgetwinError,
@@ -36,8 +36,7 @@ from edgetwin.transports.modbus_tcp import ModbusLink
 
 log = logging.getLogger(__name__)
 
-# Qualities that leave no usable number; OUT_OF_RANGE keeps its value for the record.
-_NO_VALUE = Quality.COMM_FAIL | Quality.DEVICE_ERROR | Quality.DECODE_ERROR | Quality.NOT_FINITE
+_NO_VALUE = NO_VALUE
 _TABLES: tuple[Table, ...] = ("coil", "discrete", "holding", "input")
 
 
@@ -46,12 +45,7 @@ class WriteRejectedError(EdgetwinError, ValueError):
 
 
 def _scaled(point: ModbusPointConfig, raw: float) -> tuple[float, Quality]:
-    value = raw * point.scale + point.offset
-    if not math.isfinite(value):
-        return math.nan, Quality.NOT_FINITE
-    if point.range is not None and not point.range[0] <= value <= point.range[1]:
-        return value, Quality.OUT_OF_RANGE
-    return value, Quality.GOOD
+    return scaled(raw, point.scale, point.offset, point.range)
 
 
 class ModbusDevice:

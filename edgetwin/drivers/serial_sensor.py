@@ -34,7 +34,7 @@ from edgetwin.config.serial import (
 )
 from edgetwin.core.backoff import Backoff
 from edgetwin.core.types import Quality
-from edgetwin.drivers.base import PollResult
+from edgetwin.drivers.base import NO_VALUE, PollResult, scaled
 from edgetwin.errors import (
     ConnectionLostError,
     DeviceTimeoutError,
@@ -49,7 +49,7 @@ from edgetwin.transports.serial_port import SerialPort
 
 log = logging.getLogger(__name__)
 
-_NO_VALUE = Quality.COMM_FAIL | Quality.DEVICE_ERROR | Quality.DECODE_ERROR | Quality.NOT_FINITE
+_NO_VALUE = NO_VALUE
 _REOPEN_BASE = 0.1  # s, first wait before reopening a lost port
 
 
@@ -74,12 +74,7 @@ def make_parser(cfg: SerialDeviceConfig) -> FrameParser:
 
 
 def _scaled(point: SerialPointConfig, raw: float) -> tuple[float, Quality]:
-    value = raw * point.scale + point.offset
-    if not math.isfinite(value):
-        return math.nan, Quality.NOT_FINITE
-    if point.range is not None and not point.range[0] <= value <= point.range[1]:
-        return value, Quality.OUT_OF_RANGE
-    return value, Quality.GOOD
+    return scaled(raw, point.scale, point.offset, point.range)
 
 
 class SerialSensor:

@@ -14,7 +14,8 @@ import numpy as np
 
 from edgetwin.config.i2c import I2cDeviceConfig, I2cPointConfig
 from edgetwin.core.types import Quality
-from edgetwin.drivers.base import PollResult
+from edgetwin.drivers.base import NO_VALUE, PollResult
+from edgetwin.drivers.base import scaled as apply_scale
 from edgetwin.errors import (
     DeviceExceptionError,
     DeviceTimeoutError,
@@ -26,8 +27,7 @@ from edgetwin.transports.i2c import I2cBus
 
 log = logging.getLogger(__name__)
 
-# Qualities that leave no usable number; OUT_OF_RANGE keeps its value for the record.
-_NO_VALUE = Quality.COMM_FAIL | Quality.DEVICE_ERROR | Quality.DECODE_ERROR | Quality.NOT_FINITE
+_NO_VALUE = NO_VALUE
 _POLL_STEP = 0.001  # s between "is the conversion done?" reads
 
 
@@ -41,13 +41,8 @@ class Sample:
 
 
 def scaled(point: I2cPointConfig, raw: float) -> tuple[float, Quality]:
-    """Apply the point's scale, offset and range, as the Modbus driver does."""
-    value = raw * point.scale + point.offset
-    if not math.isfinite(value):
-        return math.nan, Quality.NOT_FINITE
-    if point.range is not None and not point.range[0] <= value <= point.range[1]:
-        return value, Quality.OUT_OF_RANGE
-    return value, Quality.GOOD
+    """Apply the point's scale, offset and range, as every driver does."""
+    return apply_scale(raw, point.scale, point.offset, point.range)
 
 
 def quality_of(exc: EdgetwinError) -> Quality:
