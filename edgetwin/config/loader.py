@@ -25,7 +25,7 @@ from pydantic_core import ErrorDetails
 from edgetwin.config.locate import KeyPath, TomlLocator
 from edgetwin.config.schema import Config, Name
 from edgetwin.errors import ConfigError, ConfigProblem
-from edgetwin.protocols.modbus.codec import REGISTER_COUNT
+from edgetwin.protocols.modbus.codec import register_count
 
 # A discriminated union's key: a field name, or a function of the raw table (devices' driver).
 Disc = str | Callable[[Any], Hashable] | None
@@ -352,9 +352,17 @@ def _span(point: dict[str, Any]) -> tuple[str, int, int] | None:
     table, address, vtype = point.get("table"), point.get("address"), point.get("type", "uint16")
     if table not in _TABLE_WORDS or isinstance(address, bool) or not isinstance(address, int):
         return None
-    if vtype not in REGISTER_COUNT:
-        return None
-    count = 1 if table in {"coil", "discrete"} else REGISTER_COUNT[vtype]
+    length = point.get("length")
+    try:
+        count = (
+            1
+            if table in {"coil", "discrete"}
+            else register_count(
+                vtype, length if isinstance(length, int) and not isinstance(length, bool) else None
+            )
+        )
+    except (KeyError, ValueError):
+        return None  # the schema reports the bad type or length
     return table, address, address + count - 1
 
 
@@ -366,21 +374,24 @@ def _registers(table: str, first: int, last: int) -> str:
 def _overlaps(
     points: list[tuple[KeyPath, Any]], where: Callable[[KeyPath], str]
 ) -> Iterator[_Issue]:
-    seen: list[tuple[KeyPath, str, int, int, object]] = []
+    seen: list[tuple[KeyPath, str, int, int, object, object]] = []
     for path, point in points:
         span = _span(point)
         if span is None:
             continue
         table, first, last = span
-        for other, o_table, o_first, o_last, o_name in seen:
-            if o_table == table and first <= o_last and o_first <= last:
+        bit = point.get("bit")
+        for other, o_table, o_first, o_last, o_name, o_bit in seen:
+            # Different bits of one register are different points (status words).
+            same_bits = bit is None or o_bit is None or bit == o_bit
+            if o_table == table and first <= o_last and o_first <= last and same_bits:
                 text = (
                     f"{_registers(table, first, last)} overlap point {o_name!r} "
                     f"({_registers(table, o_first, o_last)} at {where(other)})"
                 )
                 yield _Issue((*path, "address"), text)
                 break
-        seen.append((path, table, first, last, point.get("name")))
+        seen.append((path, table, first, last, point.get("name"), bit))
 
 
 def _bus_references(buses: object, devices: list[tuple[KeyPath, Any]]) -> Iterator[_Issue]:

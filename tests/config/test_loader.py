@@ -540,3 +540,43 @@ def test_numeric_choice_names_the_allowed_numbers() -> None:
         load_config_text(text, filename="x.toml")
     messages = {p.path: p.message for p in info.value.problems}
     assert messages["buses[0].bytesize"] == "must be one of 7, 8, got 6"
+
+
+def test_bits_of_one_register_do_not_overlap_but_strings_do() -> None:
+    head = re.split(r"(?m)^\[\[devices\.points\]\]$", EXAMPLE.read_text(), maxsplit=1)[0]
+    points = """
+[[devices.points]]
+name = "running"
+table = "holding"
+address = 300
+type = "bool"
+bit = 0
+model = "none"
+
+[[devices.points]]
+name = "fault"
+table = "holding"
+address = 300
+type = "bool"
+bit = 1
+model = "none"
+
+[[devices.points]]
+name = "serial_no"
+table = "holding"
+address = 310
+type = "string"
+length = 8
+model = "none"
+
+[[devices.points]]
+name = "hidden"
+table = "holding"
+address = 313
+type = "uint16"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(head + points, filename="x.toml")
+    problems = {p.path: p.message for p in info.value.problems}
+    assert list(problems) == ["devices[0].points[3].address"], problems
+    assert "overlap point 'serial_no'" in problems["devices[0].points[3].address"]
