@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fault-at",
         type=_positive,
-        help="inject the fault after S seconds (default: 40%% of --duration, or 25)",
+        help="inject the fault after S seconds (default: 40%% of --duration, at least 15; or 25)",
     )
     p.add_argument("--state-dir", type=Path, help="keep the outbox here (default: a temp dir)")
 

@@ -151,7 +151,8 @@ def run_demo(
     # The live view shows alarms and device state; keep the log for warnings and errors.
     logging.getLogger("edgetwin").setLevel(max(logging.WARNING, logging.getLogger().level))
     if fault_at is None:
-        fault_at = 0.4 * duration if duration is not None else 25.0
+        # After the twin has calibrated (40 samples at 0.25 s = 10 s) and settled a little.
+        fault_at = max(15.0, 0.4 * duration) if duration is not None else 25.0
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(
