@@ -166,6 +166,23 @@ class BusScheduler:
             for g in dev.groups:
                 g.due = now
         order = itertools.count()
+        # One long-lived watcher turns ``stop`` into a wake-up, so an idle wait is a single
+        # timer and a single event (no tasks per wait: this loop runs on every poll).
+        stopper = asyncio.ensure_future(stop.wait())
+        stopper.add_done_callback(lambda _: self._wake.set())
+        try:
+            await self._loop(stop, order)
+        finally:
+            stopper.cancel()
+            await asyncio.gather(stopper, return_exceptions=True)
+        # Fail any write still queued: the bus is closing.
+        while not self._writes.empty():
+            w = self._writes.get_nowait()
+            if not w.done.done():
+                w.done.set_exception(EdgetwinError(f"bus {self.name!r} stopped before the write"))
+
+    async def _loop(self, stop: asyncio.Event, order: itertools.count[int]) -> None:
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             while not self._writes.empty():
                 self._sleep_until, self._job_since = None, loop.time()
@@ -182,27 +199,17 @@ class BusScheduler:
             if wait > 0:
                 self._sleep_until = loop.time() + wait
                 self._wake.clear()
-                stopper = asyncio.ensure_future(stop.wait())
-                waker = asyncio.ensure_future(self._wake.wait())
+                timer = loop.call_at(self._sleep_until, self._wake.set)
                 try:
-                    await asyncio.wait(
-                        {stopper, waker}, timeout=wait, return_when="FIRST_COMPLETED"
-                    )
+                    await self._wake.wait()
                 finally:
-                    for f in (stopper, waker):
-                        f.cancel()
-                    await asyncio.gather(stopper, waker, return_exceptions=True)
+                    timer.cancel()
                 continue
             self._sleep_until, self._job_since = None, loop.time()
             try:
                 await self._poll(dev, group)
             finally:
                 self._job_since = None
-        # Fail any write still queued: the bus is closing.
-        while not self._writes.empty():
-            w = self._writes.get_nowait()
-            if not w.done.done():
-                w.done.set_exception(EdgetwinError(f"bus {self.name!r} stopped before the write"))
 
     async def _poll(self, dev: _Device, group: _Group) -> None:
         probing = dev.probe_due is not None

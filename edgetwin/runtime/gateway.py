@@ -136,6 +136,7 @@ class Gateway:
         self.stats = GatewayStats()
         self.twin = TwinStage(cfg)
         self.readings: asyncio.Queue[_Item] = asyncio.Queue()
+        self._ready = asyncio.Event()  # set whenever something is queued
         self.outbox = Outbox(
             cfg.gateway.state_dir / "outbox.db",
             commit_interval=cfg.outbox.commit_interval,
@@ -213,7 +214,7 @@ class Gateway:
 
     def _on_reading(self, reading: DeviceReading) -> None:
         self.stats.readings += 1
-        self.readings.put_nowait(reading)
+        self._enqueue(reading)
 
     def _on_device_change(self, device: str, online: bool, reason: str) -> None:
         self.stats.device_online[device] = online
@@ -229,11 +230,11 @@ class Gateway:
     def _on_command(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.rebirth:
             log.info("rebirth requested")
-            self.readings.put_nowait(_Rebirth())
+            self._enqueue(_Rebirth())
 
     def _on_connected(self) -> None:
         # Live deltas must be decodable without waiting for the backlog's snapshots.
-        self.readings.put_nowait(_Snapshot())
+        self._enqueue(_Snapshot())
 
     def birth(self) -> Birth:
         """The birth certificate of this session: every point, its frame index and wire rules."""
@@ -310,6 +311,29 @@ class Gateway:
                 out.append(("snapshot", seq, payload))
         return out
 
+    def _enqueue(self, item: _Item) -> None:
+        self.readings.put_nowait(item)
+        self._ready.set()
+
+    async def _next_items(self, deadline: float | None) -> list[_Item]:
+        """Everything queued, waiting for the first item until ``deadline`` (loop time).
+
+        A timer and an event instead of wait_for(queue.get()): no task per reading.
+        """
+        if self.readings.empty():
+            self._ready.clear()
+            loop = asyncio.get_running_loop()
+            timer = loop.call_at(deadline, self._ready.set) if deadline is not None else None
+            try:
+                await self._ready.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        items: list[_Item] = []
+        while not self.readings.empty():
+            items.append(self.readings.get_nowait())
+        return items
+
     async def _off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run twin work on a worker thread when it is big; inline when a thread hop costs more.
 
@@ -354,13 +378,7 @@ class Gateway:
         flush_at = loop.time() + up.frame_interval
         snapshot_at = loop.time() + up.snapshot_every
         while True:
-            try:
-                wait = max(0.0, flush_at - loop.time()) if self._pending else None
-                items: list[_Item] = [await asyncio.wait_for(self.readings.get(), wait)]
-            except TimeoutError:
-                items = []
-            while not self.readings.empty():
-                items.append(self.readings.get_nowait())
+            items = await self._next_items(flush_at if self._pending else None)
             rebirth = any(isinstance(i, _Rebirth) for i in items)
             if rebirth:
                 # The birth goes ahead of the snapshot so a fresh subscriber can decode it.
@@ -453,7 +471,7 @@ class Gateway:
                 dog.cancel()
                 log.info("stopping: polling ends")
                 await asyncio.gather(*polls)
-                self.readings.put_nowait(_End())
+                self._enqueue(_End())
                 await twin
                 await self.outbox.flush()
                 depth = self.outbox.stats().depth
