@@ -34,10 +34,10 @@ PROCESS_FAULTS: dict[str, str | None] = {
 _KNOWN = {**COMM_FAULTS, **PROCESS_FAULTS}
 _POINT = re.compile(r"[a-z_][a-z0-9_]*")
 # START[+DURATION]; a '+' inside an exponent (1e+06) belongs to the number.
-_TIMING = re.compile(r"(?P<start>[^+]*?(?:[eE]\+\d+)?)(?:\+(?P<duration>.*))?")
+SPEC_TIMING = re.compile(r"(?P<start>[^+]*?(?:[eE]\+\d+)?)(?:\+(?P<duration>.*))?")
 
 
-def _number(token: str, what: str, spec: str) -> float:
+def spec_number(token: str, what: str, spec: str) -> float:
     try:
         value = float(token)
     except ValueError:
@@ -120,7 +120,7 @@ def parse_fault(text: str, *, spec: str | None = None) -> Fault:
     if not arg:
         raise ValueError(f"fault spec {where!r}: {name} needs an argument ({name}:<{kind}>)")
     if kind == "seconds":
-        if _number(arg, "delay in seconds", where) <= 0.0:
+        if spec_number(arg, "delay in seconds", where) <= 0.0:
             raise ValueError(f"fault spec {where!r}: delay {arg!r} must be > 0")
     elif kind == "code":
         codes = sorted(int(c) for c in ExcCodes)
@@ -140,15 +140,15 @@ def parse_spec(spec: str) -> ScheduledFault:
     if not at:
         raise ValueError(f"fault spec {spec!r}: missing '@START' (e.g. cavitation@20)")
     fault = parse_fault(body, spec=spec)
-    match = _TIMING.fullmatch(timing)
+    match = SPEC_TIMING.fullmatch(timing)
     assert match is not None  # the pattern matches any text
     start_text, duration_text = match["start"], match["duration"]
-    start = _number(start_text, "start time in seconds", spec)
+    start = spec_number(start_text, "start time in seconds", spec)
     if start < 0.0:
         raise ValueError(f"fault spec {spec!r}: start {start_text!r} must be >= 0")
     duration: float | None = None
     if duration_text is not None:
-        duration = _number(duration_text, "duration in seconds", spec)
+        duration = spec_number(duration_text, "duration in seconds", spec)
         if duration <= 0.0:
             raise ValueError(f"fault spec {spec!r}: duration {duration_text!r} must be > 0")
     return ScheduledFault(fault, start, duration)

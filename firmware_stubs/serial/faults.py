@@ -10,10 +10,7 @@ polls; ``unplug`` closes the pty (the port vanishes) and opens a new one when it
 
 from __future__ import annotations
 
-import math
-import re
-
-from firmware_stubs.faults import Fault, ScheduledFault
+from firmware_stubs.faults import SPEC_TIMING, Fault, ScheduledFault, spec_number
 
 #: name -> what its argument is (None: takes no argument).
 SERIAL_FAULTS: dict[str, str | None] = {
@@ -27,17 +24,6 @@ SERIAL_FAULTS: dict[str, str | None] = {
 }
 #: Faults a protocol cannot show (it has no checksum).
 UNSUPPORTED: dict[str, frozenset[str]] = {"line": frozenset({"bad_checksum"})}
-_TIMING = re.compile(r"(?P<start>[^+]*?(?:[eE]\+\d+)?)(?:\+(?P<duration>.*))?")
-
-
-def _seconds(token: str, what: str, spec: str) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise ValueError(f"fault spec {spec!r}: {token!r} is not a number ({what})") from None
-    if not math.isfinite(value):
-        raise ValueError(f"fault spec {spec!r}: {token!r} is not finite ({what})")
-    return value
 
 
 def parse_serial_fault(text: str, *, spec: str | None = None) -> Fault:
@@ -64,14 +50,14 @@ def parse_serial_spec(spec: str) -> ScheduledFault:
     if not at:
         raise ValueError(f"fault spec {spec!r}: missing '@START' (e.g. garbage@5)")
     fault = parse_serial_fault(body, spec=spec)
-    match = _TIMING.fullmatch(timing)
+    match = SPEC_TIMING.fullmatch(timing)
     assert match is not None  # the pattern matches any text
-    start = _seconds(match["start"], "start time in seconds", spec)
+    start = spec_number(match["start"], "start time in seconds", spec)
     if start < 0.0:
         raise ValueError(f"fault spec {spec!r}: start {match['start']!r} must be >= 0")
     duration: float | None = None
     if match["duration"] is not None:
-        duration = _seconds(match["duration"], "duration in seconds", spec)
+        duration = spec_number(match["duration"], "duration in seconds", spec)
         if duration <= 0.0:
             raise ValueError(f"fault spec {spec!r}: duration {match['duration']!r} must be > 0")
     return ScheduledFault(fault, start, duration)

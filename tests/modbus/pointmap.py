@@ -10,7 +10,8 @@ import math
 import struct
 
 from edgetwin.config.modbus import ModbusPointConfig
-from tests.modbus.lines import text_words, wire_words
+from tests.modbus.lines import text_words
+from tests.support.wire import wire_words
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 F32_PI = struct.unpack(">f", struct.pack(">f", math.pi))[0]

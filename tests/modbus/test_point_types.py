@@ -14,8 +14,9 @@ import pytest
 from edgetwin.config.modbus import ModbusDeviceConfig
 from edgetwin.core.types import Quality
 from edgetwin.drivers.modbus import ModbusDevice
-from tests.modbus.lines import KINDS, MapServer, wire_words
+from tests.modbus.lines import KINDS, MapServer
 from tests.modbus.pointmap import COILS, F32_PI, build_map
+from tests.support.wire import wire_words
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -20,6 +20,7 @@ from edgetwin.protocols.modbus.codec import (
     register_count,
     set_bit,
 )
+from tests.support.wire import FORMATS, wire_words
 
 ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"]
 
@@ -92,36 +93,6 @@ def test_decode_rejects_wrong_length_and_non_words() -> None:
         decode([0x10000], "uint16")
     with pytest.raises(ValueError, match="bit tables"):
         decode([1], "bool")
-
-
-# Byte positions on the wire, written out from the order names (A = most significant byte
-# of the big-endian value), independently of the codec's swap logic.
-WIRE_BYTES = {
-    2: {"ABCD": [0, 1], "CDAB": [0, 1], "BADC": [1, 0], "DCBA": [1, 0]},
-    4: {"ABCD": [0, 1, 2, 3], "CDAB": [2, 3, 0, 1], "BADC": [1, 0, 3, 2], "DCBA": [3, 2, 1, 0]},
-    8: {
-        "ABCD": [0, 1, 2, 3, 4, 5, 6, 7],
-        "CDAB": [6, 7, 4, 5, 2, 3, 0, 1],
-        "BADC": [1, 0, 3, 2, 5, 4, 7, 6],
-        "DCBA": [7, 6, 5, 4, 3, 2, 1, 0],
-    },
-}
-FORMATS = {
-    "int16": "h",
-    "uint16": "H",
-    "int32": "i",
-    "uint32": "I",
-    "int64": "q",
-    "uint64": "Q",
-    "float32": "f",
-    "float64": "d",
-}
-
-
-def wire_words(value: float, vtype: str, order: str) -> list[int]:
-    big = struct.pack(">" + FORMATS[vtype], value)
-    wire = bytes(big[i] for i in WIRE_BYTES[len(big)][order])
-    return [wire[i] << 8 | wire[i + 1] for i in range(0, len(wire), 2)]
 
 
 @given(data=st.data(), order=st.sampled_from(ORDERS), vtype=st.sampled_from(sorted(FORMATS)))
