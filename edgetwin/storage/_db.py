@@ -66,7 +66,6 @@ class OutboxDb:
         self._commits = 0
         self._overflowing = False
         self._episode = Tally()
-        self._live_boundary: tuple[float, int] | None = None  # (live_since, last backlog id)
 
     def open(self, now: float) -> Counts:
         """Check, migrate and configure the file, then count what it holds."""
@@ -255,44 +254,6 @@ class OutboxDb:
         except sqlite3.Error as exc:
             raise StorageError(f"{self._path}: cannot read the outbox: {exc}") from exc
         return [_row(r) for r in rows]
-
-    def pending_split(
-        self, limit: int, live_since: float
-    ) -> tuple[list[OutboxRow], list[OutboxRow]]:
-        """Return (live, backlog), each up to ``limit`` rows oldest first; see outbox.py."""
-        conn = self._require().conn
-        try:
-            boundary = self._boundary(conn, live_since)
-            live = conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
-                (boundary, limit),
-            ).fetchall()
-            births = conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM outbox"  # noqa: S608
-                " WHERE kind = 'birth' AND id <= ? ORDER BY id LIMIT ?",
-                (boundary, limit),
-            ).fetchall()
-            backlog = conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM outbox"  # noqa: S608
-                " WHERE id <= ? AND kind != 'birth' ORDER BY id LIMIT ?",
-                (boundary, limit),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self._path}: cannot read the outbox: {exc}") from exc
-        merged = sorted(births + live, key=lambda r: r[0])[:limit]
-        return [_row(r) for r in merged], [_row(r) for r in backlog]
-
-    def _boundary(self, conn: sqlite3.Connection, live_since: float) -> int:
-        # The newest row put before live_since, looked up once: rows put later get higher ids.
-        cached = self._live_boundary
-        if cached is not None and cached[0] == live_since:
-            return cached[1]
-        row = conn.execute(
-            "SELECT id FROM outbox WHERE created < ? ORDER BY id DESC LIMIT 1", (live_since,)
-        ).fetchone()
-        boundary = 0 if row is None else int(row[0])
-        self._live_boundary = (live_since, boundary)
-        return boundary
 
     def take_drops(self) -> list[DropRecord]:
         """Return drop records neither announced nor handed out since open, oldest first."""

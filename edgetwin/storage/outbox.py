@@ -28,18 +28,10 @@ committed. After a chain of the producer's own session was dropped,
 ``needs_snapshot(session)`` is true: its deltas are dropped on arrival until it puts the next
 snapshot.
 
-Replay: after an outage the backlog must not hold up live data. ``pending_split(limit,
-live_since)`` returns two lanes: *live*, the rows put at or after ``live_since`` (the uplink
-passes the wall-clock time its broker session started) plus every birth, and *backlog*, the
-older rows; each holds up to ``limit`` rows in id (put) order. The lanes split after the newest
-row put before ``live_since``, looked up once per ``live_since`` value (rows still buffered then
-count as live). Per round the uplink publishes the live batch,
-then the backlog batch with its frames marked replay, and acks what the broker acknowledged, so
-live rows wait for at most one backlog batch. Ordering guarantee: rows of one lane are delivered
-in put order (a QoS 1 retry after a broken link may repeat some); the two lanes interleave, so a
-subscriber orders frames by (session, seq), as it must for duplicates anyway. Births ride the
-live lane, so a birth goes out before any backlog frame of its session, and the newest birth is
-the last one published (and retained).
+Replay: the uplink reads ``pending()`` in id (put) order, one lane: delta frames decode only
+in seq order, so an outage's backlog goes out first (the uplink marks frames put before its
+broker session started as replay) and live rows follow. Rows are delivered in put order; a
+QoS 1 retry after a broken link may repeat some, which subscribers drop by (session, seq).
 """
 
 from __future__ import annotations
@@ -212,15 +204,6 @@ class Outbox:
         if limit <= 0:
             return []
         return await self._call(partial(self._db.pending, limit, after_id))
-
-    async def pending_split(
-        self, limit: int, live_since: float
-    ) -> tuple[list[OutboxRow], list[OutboxRow]]:
-        """Return (live, backlog) lanes of up to ``limit`` rows each; see the module docstring."""
-        self._require_open()
-        if limit <= 0:
-            return [], []
-        return await self._call(partial(self._db.pending_split, limit, live_since))
 
     async def wait_pending(self, *, after_id: int = 0) -> None:
         """Return once a committed row with ``id > after_id`` exists; StorageError on close."""

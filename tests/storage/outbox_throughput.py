@@ -29,14 +29,13 @@ def put_batch(ob: Outbox, start: int) -> None:
 
 async def run(path: Path, frames: int, max_bytes: int, consume: bool) -> float:
     async with Outbox(path, max_bytes=max_bytes) as ob:
-        live_since = time.time()
         t0 = time.perf_counter()
         for start in range(0, frames, BATCH):
             put_batch(ob, start)
             await ob.flush()
             if consume:
-                live, backlog = await ob.pending_split(32, live_since)
-                await ob.ack([r.id for r in live + backlog])
+                rows = await ob.pending(32)
+                await ob.ack([r.id for r in rows])
         elapsed = time.perf_counter() - t0
         s = ob.stats()
         print(
