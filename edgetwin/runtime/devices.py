@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Protocol
 
 from edgetwin.config.i2c import I2cBusConfig, I2cDeviceConfig
@@ -39,6 +40,15 @@ class SerialLine:
 
     def close(self) -> None:
         """Nothing to release here: the sensor's close() releases its port."""
+
+
+async def call_optional(obj: object, method: str) -> None:
+    """Call ``obj.method()`` if the driver has it (start/close), awaiting it if async."""
+    fn = getattr(obj, method, None)
+    if fn is not None:
+        result = fn()
+        if inspect.isawaitable(result):
+            await result
 
 
 def open_link(bus: BusConfig) -> Link:

@@ -9,7 +9,6 @@ in the outbox for the next start.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import secrets
@@ -26,7 +25,7 @@ from edgetwin.config.schema import Config
 from edgetwin.core.types import Alarm, DeviceReading, TwinBatch
 from edgetwin.drivers.base import Device
 from edgetwin.runtime import systemd
-from edgetwin.runtime.devices import make_device, open_link
+from edgetwin.runtime.devices import call_optional, make_device, open_link
 from edgetwin.runtime.metrics import (
     GatewayMetrics,
     scheduler_devices,
@@ -110,15 +109,6 @@ class GatewayStats:
     rebirths: int = 0
     drops_announced: int = 0
     device_online: dict[str, bool] = field(default_factory=dict)
-
-
-async def _call(obj: object, method: str) -> None:
-    """Call ``obj.method()`` if the driver has it (start/close), awaiting it if async."""
-    fn = getattr(obj, method, None)
-    if fn is not None:
-        result = fn()
-        if inspect.isawaitable(result):
-            await result
 
 
 def new_session_id() -> str:
@@ -443,7 +433,7 @@ class Gateway:
                 self.topics.birth, encode_birth(self.birth_doc), retain=True, kind="birth"
             )
             for device in self.devices.values():
-                await _call(device, "start")
+                await call_optional(device, "start")
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.outbox.run_writer(), name="outbox-writer")
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
@@ -484,7 +474,7 @@ class Gateway:
                     metrics.cancel()
         finally:
             for device in self.devices.values():
-                await _call(device, "close")
+                await call_optional(device, "close")
             for link in self.links.values():
                 link.close()
             await self.outbox.close()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 
 from edgetwin.config import Config
 from edgetwin.core.types import Quality
-from edgetwin.runtime.devices import make_device, open_link
+from edgetwin.runtime.devices import call_optional, make_device, open_link
 
 
 @dataclass(frozen=True)
@@ -23,14 +22,6 @@ class ProbeRow:
     error: str
 
 
-async def _maybe(obj: object, method: str) -> None:
-    fn = getattr(obj, method, None)
-    if fn is not None:
-        result = fn()
-        if inspect.isawaitable(result):
-            await result
-
-
 async def probe(cfg: Config) -> list[ProbeRow]:
     """Poll every device once (all points), in config order; never raises for a device."""
     rows: list[ProbeRow] = []
@@ -39,7 +30,7 @@ async def probe(cfg: Config) -> list[ProbeRow]:
         for dev in cfg.devices:
             device = make_device(dev, links[dev.bus])
             try:
-                await _maybe(device, "start")
+                await call_optional(device, "start")
                 result = await device.poll()
             except Exception as exc:  # noqa: BLE001 - a probe reports, it does not stop
                 rows += [
@@ -48,7 +39,7 @@ async def probe(cfg: Config) -> list[ProbeRow]:
                 ]
                 continue
             finally:
-                await _maybe(device, "close")
+                await call_optional(device, "close")
             error = str(result.errors[0]) if result.errors else ""
             rows += [
                 ProbeRow(
@@ -63,5 +54,5 @@ async def probe(cfg: Config) -> list[ProbeRow]:
             ]
     finally:
         for link in links.values():
-            await _maybe(link, "close")
+            await call_optional(link, "close")
     return rows
