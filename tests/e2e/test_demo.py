@@ -34,7 +34,9 @@ def test_demo_with_embedded_broker_raises_alarms_after_the_fault() -> None:
     raised = {name: float(t) for name, t in re.findall(r"pump1/(\w+) at ([\d.]+) s", m.group(1))}
     # Cavitation collapses suction pressure and shakes the pump; nothing alarms before it.
     assert raised.keys() & {"suction_pressure", "vibration", "flow"}, raised
-    assert min(raised.values()) >= 12.0, raised
+    # The view's clock starts after the pump's (which schedules the fault), by well under 1 s;
+    # raising an alarm takes alarm_on samples after the fault. So nothing alarms before 11 s.
+    assert min(raised.values()) >= 11.0, raised
     updates = int(re.search(r"point updates received by the cloud side: (\d+)", out).group(1))  # type: ignore[union-attr]
     assert updates > 100
 
