@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.core.types import Alarm
+from edgetwin.twin._detect import ALARMED, MAX_ABS, NORMAL, alarm_step, cusum
 
 # float rows of ``fs``
 X = 0  # level estimate (running mean while commissioning)
@@ -61,18 +61,11 @@ PN = 6  # number of lag-1 pairs learnt
 N_INT = 7
 INT_FIELDS = ("n_good", "calibrated", "alarm", "streak", "chain", "diff_n", "pair_n")
 
-NORMAL = int(Alarm.NORMAL)
-WARNING = int(Alarm.WARNING)
-ALARMED = int(Alarm.ALARM)
-
-MAX_ABS = 1e100  # larger values are unusable: their squares would approach overflow
 R_FLOOR_ABS = 1e-12
 R_FLOOR_REL = 1e-6
 Q_FLOOR_FRAC = 1e-3
 Q_MARGIN = 1.5  # standard errors of the q estimate added to it: se(q) ~ 1.5 var(d) / sqrt(n)
 NOISE_HORIZON = 1000  # samples; difference statistics are exact averages up to this many
-WARN_LEVEL = 0.5
-CLEAR_LEVEL = 0.8
 
 
 @numba.njit(cache=True, nogil=True)
@@ -165,24 +158,12 @@ def _filter(  # noqa: PLR0917 - numba takes no keyword-only arguments
     else:
         ist[CHAIN, i] = 0
     u = nu / math.sqrt(s)
-    fs[CP, i] = min(max(0.0, fs[CP, i] + u - cusum_k), cusum_h)
-    fs[CM, i] = min(max(0.0, fs[CM, i] - u - cusum_k), cusum_h)
+    fs[CP, i] = cusum(fs[CP, i], u, cusum_k, cusum_h)
+    fs[CM, i] = cusum(fs[CM, i], -u, cusum_k, cusum_h)
     score = max(nis / threshold, max(fs[CP, i], fs[CM, i]) / cusum_h)
-
-    if ist[ALARM, i] == ALARMED:
-        ist[STREAK, i] = ist[STREAK, i] + 1 if score < CLEAR_LEVEL else 0
-        if ist[STREAK, i] >= alarm_off:
-            ist[ALARM, i] = WARNING if score >= WARN_LEVEL else NORMAL
-            ist[STREAK, i] = 0
-            fs[CP, i] = 0.0
-            fs[CM, i] = 0.0
-    else:
-        ist[STREAK, i] = ist[STREAK, i] + 1 if score >= 1.0 else 0
-        if ist[STREAK, i] >= alarm_on:
-            ist[ALARM, i] = ALARMED
-            ist[STREAK, i] = 0
-        else:
-            ist[ALARM, i] = WARNING if score >= WARN_LEVEL else NORMAL
+    if alarm_step(ist, ALARM, STREAK, i, score, alarm_on, alarm_off):
+        fs[CP, i] = 0.0
+        fs[CM, i] = 0.0
     return score, nis
 
 

@@ -37,7 +37,6 @@ point's first good sample its estimate is 0.0 and ``initialized`` is False.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +44,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.core.types import FloatArray, Uint16Array
+from edgetwin.core.types import FloatArray
 from edgetwin.twin import _level_kernel as _k
-
-_MAX_EXACT_INT = 2**53
+from edgetwin.twin._detect import ALARMED
+from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,56 +59,6 @@ class LevelOutput:
     nis: FloatArray
     alarm: npt.NDArray[np.uint8]
     initialized: npt.NDArray[np.bool_]
-
-
-def _positive_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")  # noqa: TRY004 - API promise
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _finite_float(name: str, value: object, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r}")  # noqa: TRY004 - API promise
-    out = float(value)
-    if not math.isfinite(out) or out < 0.0 or (out == 0.0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
-    return out
-
-
-def _as_values(values: npt.ArrayLike, n: int) -> FloatArray:
-    arr = np.asarray(values)
-    if arr.shape != (n,):
-        raise ValueError(f"values must have shape ({n},), got {arr.shape}")
-    kind = arr.dtype.kind
-    if kind == "f" and arr.dtype.itemsize <= 8:
-        pass
-    elif kind in "iu":
-        if (
-            arr.dtype.itemsize >= 8
-            and n
-            and (arr.min() < -_MAX_EXACT_INT or arr.max() > _MAX_EXACT_INT)
-        ):
-            raise ValueError("values: integers beyond 2**53 do not convert to float64 exactly")
-    else:
-        raise ValueError(f"values must be a float64 array, got dtype {arr.dtype}")
-    out = np.ascontiguousarray(arr, dtype=np.float64)
-    return out if out.flags.writeable else out.copy()
-
-
-def _as_quality(quality: npt.ArrayLike, n: int) -> Uint16Array:
-    arr = np.asarray(quality)
-    if arr.shape != (n,):
-        raise ValueError(f"quality must have shape ({n},), got {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"quality must be a uint16 array, got dtype {arr.dtype}")
-    if arr.dtype != np.uint16 and n and (arr.min() < 0 or arr.max() > np.iinfo(np.uint16).max):
-        raise ValueError("quality values must fit in uint16")
-    out = np.ascontiguousarray(arr, dtype=np.uint16)
-    return out if out.flags.writeable else out.copy()
 
 
 class LevelEstimator:
@@ -126,14 +75,14 @@ class LevelEstimator:
         alarm_on: int = 3,
         alarm_off: int = 5,
     ) -> None:
-        self._n = _positive_int("n_points", n_points, 1)
+        self._n = positive_int("n_points", n_points, 1)
         # four samples give the two lag-1 pairs of differences the calibration needs
-        self._commissioning = _positive_int("commissioning", commissioning, 4)
-        self._threshold = _finite_float("threshold", threshold, allow_zero=False)
-        self._cusum_k = _finite_float("cusum_k", cusum_k, allow_zero=True)
-        self._cusum_h = _finite_float("cusum_h", cusum_h, allow_zero=False)
-        self._alarm_on = _positive_int("alarm_on", alarm_on, 1)
-        self._alarm_off = _positive_int("alarm_off", alarm_off, 1)
+        self._commissioning = positive_int("commissioning", commissioning, 4)
+        self._threshold = finite_float("threshold", threshold, allow_zero=False)
+        self._cusum_k = finite_float("cusum_k", cusum_k, allow_zero=True)
+        self._cusum_h = finite_float("cusum_h", cusum_h, allow_zero=False)
+        self._alarm_on = positive_int("alarm_on", alarm_on, 1)
+        self._alarm_off = positive_int("alarm_off", alarm_off, 1)
         self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
         self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
 
@@ -144,8 +93,8 @@ class LevelEstimator:
 
     def update(self, values: npt.ArrayLike, quality: npt.ArrayLike) -> LevelOutput:
         """Advance every point by one sample (float64 values, uint16 quality, shape (n,))."""
-        z = _as_values(values, self._n)
-        qual = _as_quality(quality, self._n)
+        z = as_values(values, self._n)
+        qual = as_quality(quality, self._n)
         out = LevelOutput(
             estimate=np.empty(self._n, dtype=np.float64),
             score=np.empty(self._n, dtype=np.float64),
@@ -220,7 +169,7 @@ def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
         raise ValueError("state['r'] must be > 0 for calibrated points")
     limits = {
         _k.CALIBRATED: 1,
-        _k.ALARM: _k.ALARMED,
+        _k.ALARM: ALARMED,
         _k.CHAIN: 2,
     }
     for row, name in enumerate(_k.INT_FIELDS):
