@@ -22,7 +22,14 @@ class PointBase(Model):
     name: Name
     unit: str = ""
     range: tuple[float, float] | None = None
-    model: Literal["level", "none"] = "level"
+    model: Literal["level", "trend", "lag", "none"] = Field(
+        "level",
+        description=(
+            "level: random walk + noise; trend: level + rate (drift, wear); "
+            "lag: first-order response to the point named by input; none: no twin"
+        ),
+    )
+    input: Name | None = Field(None, description="model = lag: the point that drives this one")
     interval: Seconds | None = Field(None, description="poll period, s; default: the device's")
     resolution: float | None = Field(
         None, gt=0, description="quantisation step on the wire; None: exact float64"
@@ -38,6 +45,12 @@ class PointBase(Model):
     def _range_ordered(self) -> PointBase:
         if self.range is not None and not self.range[0] < self.range[1]:
             raise ValueError("range must be [low, high] with low < high")
+        if self.model == "lag" and self.input is None:
+            raise ValueError("model = 'lag' needs input, the point that drives this one")
+        if self.model != "lag" and self.input is not None:
+            raise ValueError(f"input is only for model = 'lag', not {self.model!r}")
+        if self.input == self.name:
+            raise ValueError("input must name another point, not the point itself")
         return self
 
 

@@ -55,6 +55,9 @@ _MODEL_CHECK_KEYS = (
     ("register out of range", "address"),
     ("range must be", "range"),
     ("scale must not be", "scale"),
+    ("needs input", "model"),
+    ("input is only for", "input"),
+    ("input must name", "input"),
 )
 _TABLE_WORDS = {
     "coil": "coil",
@@ -322,8 +325,65 @@ def _semantic_issues(data: dict[str, Any], where: Callable[[KeyPath], str]) -> l
     issues += _bus_references(data.get("buses"), devices)
     issues += _bus_kinds(data.get("buses"), devices)
     issues += _unit_ids(devices, where)
+    issues += _lag_inputs(devices)
+    assets = _items(data, "assets", ())
+    issues += _duplicates(assets, "asset", where)
+    issues += _asset_points(assets, devices)
     issues += _file_paths(data)
     return issues
+
+
+def _point_names(device: dict[str, Any]) -> list[str]:
+    return [p["name"] for _, p in _items(device, "points", ()) if isinstance(p.get("name"), str)]
+
+
+def _lag_inputs(devices: list[tuple[KeyPath, Any]]) -> Iterator[_Issue]:
+    for path, device in devices:
+        names = _point_names(device)
+        for p_path, point in _items(device, "points", path):
+            source = point.get("input")
+            if isinstance(source, str) and source not in names:
+                hint = _suggest(source, names)
+                yield _Issue(
+                    (*p_path, "input"), f"input {source!r} is not a point of this device{hint}"
+                )
+
+
+def _asset_points(
+    assets: list[tuple[KeyPath, Any]], devices: list[tuple[KeyPath, Any]]
+) -> Iterator[_Issue]:
+    by_name = {d.get("name"): d for _, d in devices}
+    known = [str(n) for n in by_name if isinstance(n, str)]
+    for path, asset in assets:
+        dev_name = asset.get("device")
+        if not isinstance(dev_name, str):
+            continue
+        device = by_name.get(dev_name)
+        if device is None:
+            hint = _suggest(dev_name, known)
+            defined = ", ".join(repr(n) for n in known) or "none"
+            text = f"unknown device {dev_name!r}{hint}; defined devices: {defined}"
+            yield _Issue((*path, "device"), text)
+            continue
+        points = {p["name"]: p for _, p in _items(device, "points", ()) if "name" in p}
+        listed = asset.get("points")
+        if not isinstance(listed, list):
+            continue
+        periods: dict[object, str] = {}
+        for i, name in enumerate(listed):
+            if not isinstance(name, str):
+                continue
+            if name not in points:
+                hint = _suggest(name, [str(n) for n in points])
+                text = f"{name!r} is not a point of device {dev_name!r}{hint}"
+                yield _Issue((*path, "points", i), text, anchor=(*path, "points"))
+                continue
+            period = points[name].get("interval") or device.get("interval", 1.0)
+            periods.setdefault(period, name)
+        if len(periods) > 1:
+            shown = ", ".join(f"{n!r} every {p} s" for p, n in periods.items())
+            text = f"the points of an asset must be polled together; {shown}"
+            yield _Issue((*path, "points"), text)
 
 
 def _items(container: dict[str, Any], key: str, base: KeyPath) -> list[tuple[KeyPath, Any]]:

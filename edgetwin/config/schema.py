@@ -23,6 +23,7 @@ from edgetwin.config.modbus import (
 from edgetwin.config.serial import SerialBusConfig, SerialDeviceConfig
 
 __all__ = [
+    "AssetConfig",
     "BusConfig",
     "Config",
     "DeviceConfig",
@@ -215,6 +216,46 @@ class TwinConfig(_Model):
     cusum_h: float = Field(8.0, gt=0, description="CUSUM decision level, in sigmas")
     alarm_on: int = Field(3, ge=1, le=10_000, description="consecutive samples to raise")
     alarm_off: int = Field(5, ge=1, le=10_000, description="consecutive samples to clear")
+    horizon: int = Field(
+        1000, ge=10, le=10_000_000, description="samples the online learning remembers (lag)"
+    )
+    major: float = Field(2.0, gt=1, description="alarm severity major from this score")
+    critical: float = Field(5.0, gt=1, description="alarm severity critical from this score")
+    persist_interval: float = Field(
+        60.0, ge=1, le=86400, description="seconds between saves of the twin state"
+    )
+
+    @model_validator(mode="after")
+    def _severities(self) -> TwinConfig:
+        if self.critical <= self.major:
+            raise ValueError("critical must be above major")
+        return self
+
+
+class AssetConfig(_Model):
+    """A multivariate twin over points of one device that learns how they move together."""
+
+    name: Name
+    device: Name
+    points: list[Name] = Field(min_length=2, max_length=32)
+    commissioning: int | None = Field(
+        None, ge=5, le=1_000_000, description="samples; default: twin.commissioning"
+    )
+    threshold: float | None = Field(
+        None, gt=0, description="score bound; default: the chi2 99.9 % bound for the points"
+    )
+    alarm_on: int | None = Field(None, ge=1, le=10_000, description="default: twin.alarm_on")
+    alarm_off: int | None = Field(None, ge=1, le=10_000, description="default: twin.alarm_off")
+
+    @field_validator("points")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in v:
+            if name in seen:
+                raise ValueError(f"point {name!r} is listed twice")
+            seen.add(name)
+        return v
 
 
 def _driver(device: Any) -> str:
@@ -251,6 +292,7 @@ class Config(_Model):
     metrics: MetricsConfig = MetricsConfig()
     buses: list[BusConfig] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)
+    assets: list[AssetConfig] = Field(default_factory=list)
 
     def bus(self, name: str) -> BusConfig:
         """Return the bus called ``name`` (the loader has checked every reference)."""

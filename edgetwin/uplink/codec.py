@@ -54,6 +54,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BYTES = (bytes, bytearray, memoryview)
 
 EVENT_TYPES = ("alarm", "device", "drop")
+SEVERITIES = ("minor", "major", "critical")
 StatusState = Literal["online", "offline"]
 ReportMode = Literal["deadband", "model", "full"]
 REPORT_MODES: tuple[ReportMode, ...] = get_args(ReportMode)
@@ -578,8 +579,14 @@ def decode_event(payload: bytes) -> dict[str, Any]:
     kind = obj.get("type")
     if kind == "alarm":
         _name(obj, "device", "alarm event")
-        _name(obj, "point", "alarm event")
+        if ("point" in obj) == ("asset" in obj):
+            raise PayloadError("alarm event must name exactly one of 'point' and 'asset'")
+        _name(obj, "point" if "point" in obj else "asset", "alarm event")
         _int(obj, "alarm", "alarm event", 0, 2)
+        if "severity" in obj and obj["severity"] not in SEVERITIES:
+            raise PayloadError(f"alarm event 'severity' must be one of {SEVERITIES}")
+        if "contributions" in obj:
+            _contributions(obj["contributions"])
         if "previous" in obj:
             _int(obj, "previous", "alarm event", 0, 2)
         if "index" in obj:
@@ -605,6 +612,15 @@ def decode_event(payload: bytes) -> dict[str, Any]:
     else:
         raise PayloadError(f"event 'type' must be one of {EVENT_TYPES}, not {kind!r}")
     return obj
+
+
+def _contributions(value: object) -> None:
+    if not isinstance(value, dict) or not value:
+        raise PayloadError("alarm event 'contributions' must be a non-empty object")
+    for point in value:
+        share = _number(value, point, "alarm event contribution")
+        if not 0.0 <= share <= 1.0:
+            raise PayloadError(f"alarm event contribution of {point!r} is outside 0..1")
 
 
 def _checked(obj: dict[str, Any], decode: Callable[[bytes], object]) -> bytes:

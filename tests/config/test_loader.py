@@ -215,6 +215,29 @@ CASES = [
         [("devices[0].points[0].table", "here", ["'inptu'", "did you mean 'input'?"])],
     ),
     (
+        "lag_without_input.toml",
+        [("devices[0].points[1].model", "here", ["model = 'lag' needs input"])],
+    ),
+    (
+        "lag_unknown_input.toml",
+        [
+            (
+                "devices[0].points[1].input",
+                "here",
+                ["input 'amp' is not a point of this device", "did you mean 'amps'?"],
+            )
+        ],
+    ),
+    (
+        "asset_problems.toml",
+        [
+            ("assets[0].device", "A", ["unknown device 'pump2'", "defined devices: 'pump1'"]),
+            ("assets[1].points", "B", ["polled together", "'temp' every 10.0 s"]),
+            ("assets[2].points[1]", "C", ["'haed' is not a point of device 'pump1'", "'head'"]),
+            ("assets[3].name", "D", ["duplicate asset name 'thermal'", "assets[1]"]),
+        ],
+    ),
+    (
         "inline_points.toml",
         [("devices[0].points[1].address", "here", ["register out of range", "65534"])],
     ),

@@ -933,6 +933,12 @@ ALARM = {
     "score": 1.7,
     "value": None,
 }
+ASSET_ALARM = {
+    **{k: v for k, v in ALARM.items() if k not in {"point", "index", "value"}},
+    "asset": "hydraulics",
+    "severity": "major",
+    "contributions": {"flow": 0.75, "head": 0.25},
+}
 DEVICE = {
     "gateway": "gw",
     "session": "s",
@@ -944,7 +950,7 @@ DEVICE = {
 }
 
 
-@pytest.mark.parametrize("event", [ALARM, DEVICE])
+@pytest.mark.parametrize("event", [ALARM, ASSET_ALARM, DEVICE])
 def test_event_round_trip(event: dict[str, Any]) -> None:
     payload = encode_event(event)
     assert json.loads(payload)["v"] == 1
@@ -962,6 +968,13 @@ def test_event_round_trip(event: dict[str, Any]) -> None:
         {**ALARM, "v": 2},
         {**ALARM, "gateway": "a#"},
         {**ALARM, "ts": None},
+        {**ASSET_ALARM, "point": "flow"},  # a point and an asset
+        {k: v for k, v in ALARM.items() if k != "point"},  # neither
+        {**ASSET_ALARM, "severity": "bad"},
+        {**ASSET_ALARM, "contributions": {}},
+        {**ASSET_ALARM, "contributions": {"flow": 1.5}},
+        {**ASSET_ALARM, "contributions": {"flow": "most"}},
+        {**ASSET_ALARM, "contributions": [0.5, 0.5]},
         {**DEVICE, "state": ""},
         {**DEVICE, "detail": 4},
         {k: v for k, v in DEVICE.items() if k != "session"},

@@ -192,6 +192,19 @@ def check(doc: dict[str, Any], schema: Any, value: Any, path: str = "$") -> None
         for key, sub in schema.get("properties", {}).items():
             if key in value:
                 check(doc, sub, value[key], f"{path}.{key}")
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in value.keys() - schema.get("properties", {}).keys():
+                check(doc, extra, value[key], f"{path}.{key}")
+    if "oneOf" in schema:
+        passed = 0
+        for branch in schema["oneOf"]:
+            try:
+                check(doc, branch, value, path)
+            except AssertionError:
+                continue
+            passed += 1
+        assert passed == 1, f"{path}: {passed} of the oneOf branches match"
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             check(doc, schema["items"], item, f"{path}[{i}]")
@@ -227,6 +240,9 @@ def test_real_payloads_match_the_schemas(doc: dict[str, Any]) -> None:
     alarm = {**common, "type": "alarm", "device": "pump", "point": "flow", "alarm": 2}
     alarm |= {"previous": 0, "index": 1, "score": 1.7, "value": None, "estimate": 3.0}
     check(doc, payload_schema(doc, "events", "alarm"), json.loads(encode_event(alarm)))
+    asset = {**common, "type": "alarm", "device": "pump", "asset": "hydraulics", "alarm": 2}
+    asset |= {"severity": "major", "contributions": {"flow": 0.75, "head": 0.25}, "score": 2.4}
+    check(doc, payload_schema(doc, "events", "alarm"), json.loads(encode_event(asset)))
     device = {**common, "type": "device", "device": "pump", "state": "offline", "detail": "x"}
     check(doc, payload_schema(doc, "events", "device"), json.loads(encode_event(device)))
 
