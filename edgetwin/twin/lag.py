@@ -1,0 +1,259 @@
+"""Batched lag estimator: a first-order twin of a point ``y`` driven by an input point ``u``.
+
+Model, per point: ``y[t] = a y[t-1] + b u[t-1] + c + e`` (``var e = r``), the per-tick form of
+``tau y' = K u - y + const`` with ``a = exp(-1/tau)`` (tau in ticks) and gain ``K = b / (1 - a)``.
+A tick's pair is *good* when both qualities are GOOD (0) and both values are finite with
+``|v| <= 1e100``. The model works in coordinates centred on the point's first good pair
+``(y0, u0)``: ``yc = y - y0``, ``uc = u - u0`` (a and b do not change; c absorbs the shift), which
+keeps the regression well conditioned for signals far from zero.
+
+Chain: a prediction needs the previous tick's pair. A tick whose pair is not good breaks the
+chain; the next good pair only seeds it (no prediction, no learning, no score).
+
+Learning, on a chained good pair with regressor ``phi = (yc[t-1], uc[t-1], 1)``: recursive
+least squares with exponential forgetting ``lam = 1 - 1/horizon`` (a memory of about
+``horizon`` learnt pairs), in information form (``R = P^-1``, 3x3 symmetric)::
+
+    A = lam R                                                   (forget)
+    A = L D L'    unit lower L, by the textbook loops (d_j = A_jj - sum_k L_jk^2 d_k, ...);
+                  each pivot floored at eps A_jj + delta, the floor's increase added to A_jj
+    L z = phi     q = sum_j z_j^2 / d_j  (= phi' A^-1 phi)      L' g = D^-1 z  (g = A^-1 phi)
+    p = clip(phi' theta, -2e100, 2e100)     nu = yc - p     w = nu / sqrt(1 + q)
+
+and, when the pair is learnt from, ``theta += g nu / (1 + q)`` and ``R = A + phi phi'``; a pair
+not learnt from changes neither. ``eps = 1e-9``, ``delta = 1e-24``; R starts as ``delta I`` and
+theta as 0. The pivot floor is the regularisation: without it the information in a direction
+the data do not excite (an input that never varies, or that moves in step with y) decays by
+``lam`` per pair until ``P`` winds up and the factorisation breaks down. With it the diagonally
+scaled condition number of ``A`` stays below about ``1/eps``, so ``P`` stays bounded, and the
+information the floor adds, centred on the current theta, holds theta where it was in that
+direction instead of pulling it anywhere: the gain learnt before the input froze is still
+known when it moves again. In well-excited operation no floor is active and theta is exactly
+the exponentially weighted least-squares fit. The fit assumes the noise enters the process
+(equation error); white noise on the measurement of y biases a, hence tau, towards 0 (errors in
+variables: simulated, tau = 20 is learnt as 18 when that noise is 10x the process noise), while
+the one-step prediction stays the best linear one.
+
+Noise: ``r`` is the running mean of ``w^2`` over the pairs learnt from, skipping the first three
+(one per parameter: their recursive residuals are ~0); the mean is exact for the first
+``horizon`` terms and weighted ``1/horizon`` after that. It is used as ``max(mean, 1e-12,
+(1e-6 y0)^2)`` so constant data keeps a positive variance.
+
+Commissioning: the first ``commissioning`` chained good pairs are all learnt from; meanwhile the
+score is 0 and the alarm NORMAL. After that: ``S = r (1 + q)``, ``zn = w / sqrt(r)`` (that is
+``nu / sqrt(S)``), ``nis = zn^2``, and a pair is learnt from only while the point is not in
+ALARM and ``nis <= threshold``, so anomalies do not teach the model that they are normal.
+CUSUM on ``zn``: ``cp = min(h, max(0, cp + zn - k))``, likewise ``cm`` with ``-zn``. Score:
+``max(nis / threshold, max(cp, cm) / h)``; the alarm is the shared state machine of
+:mod:`edgetwin.twin._detect` (ALARM after ``alarm_on`` scores >= 1, cleared after ``alarm_off``
+scores < 0.8, which also resets the CUSUM sums).
+
+Outputs: ``estimate`` is the model's view of y, not blended with the measurement: ``y0 + p``,
+the one-step prediction from the previous pair, on a chained good pair and on a tick right
+after a good pair; the measurement itself on a pair that only seeds the chain; otherwise the
+last estimate held (0.0 before the first good pair, when ``initialized`` is False).
+``residual`` is ``nu`` on a chained good pair, else 0; ``score`` and ``nis`` are 0 unless the
+pair was scored. ``gain = b / (1 - ac)`` and ``tau = -1 / ln(ac)`` ticks (0 when ``ac = 0``),
+from theta after the tick, with ``ac = clip(a, 0, 0.9999)``: the one-step predictor uses theta
+as learnt (it starts from the measured ``y[t-1]``, so it cannot diverge) and the clip only
+keeps the derived parameters finite. Outputs are always finite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+import numpy as np
+import numpy.typing as npt
+
+from edgetwin.core.types import FloatArray, Uint16Array
+from edgetwin.twin import _lag_kernel as _k
+from edgetwin.twin._detect import ALARMED
+from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
+
+_F64 = np.dtype(np.float64)
+_U16 = np.dtype(np.uint16)
+
+
+@dataclass(frozen=True, slots=True)
+class LagOutput:
+    """Per-point output of one update; the arrays are fresh and safe to keep."""
+
+    estimate: FloatArray
+    score: FloatArray
+    nis: FloatArray
+    alarm: npt.NDArray[np.uint8]
+    initialized: npt.NDArray[np.bool_]
+    gain: FloatArray
+    tau: FloatArray
+    residual: FloatArray
+
+
+class LagEstimator:
+    """First-order response of ``n_points`` points to their inputs, with anomaly score and alarm."""
+
+    def __init__(
+        self,
+        n_points: int,
+        *,
+        commissioning: int = 60,
+        threshold: float = 10.83,
+        cusum_k: float = 0.5,
+        cusum_h: float = 8.0,
+        alarm_on: int = 3,
+        alarm_off: int = 5,
+        horizon: int = 1000,
+    ) -> None:
+        self._n = positive_int("n_points", n_points, 1)
+        self._shape = (self._n,)
+        # three parameters, plus two recursive residuals for the noise
+        commissioning = positive_int("commissioning", commissioning, 5)
+        threshold = finite_float("threshold", threshold, allow_zero=False)
+        cusum_k = finite_float("cusum_k", cusum_k, allow_zero=True)
+        cusum_h = finite_float("cusum_h", cusum_h, allow_zero=False)
+        alarm_on = positive_int("alarm_on", alarm_on, 1)
+        alarm_off = positive_int("alarm_off", alarm_off, 1)
+        horizon = positive_int("horizon", horizon, 10)
+        params = np.empty(_k.N_PARAM, dtype=np.float64)
+        params[_k.PARAM_COMMISSIONING] = commissioning
+        params[_k.PARAM_THRESHOLD] = threshold
+        params[_k.PARAM_CUSUM_K] = cusum_k
+        params[_k.PARAM_CUSUM_H] = cusum_h
+        params[_k.PARAM_ALARM_ON] = alarm_on
+        params[_k.PARAM_ALARM_OFF] = alarm_off
+        params[_k.PARAM_HORIZON] = horizon
+        self._params = params
+        self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
+        for row in (_k.R11, _k.R22, _k.R33):
+            self._fs[row] = _k.INFO_FLOOR
+        self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
+
+    @property
+    def n_points(self) -> int:
+        """Number of points."""
+        return self._n
+
+    def update(
+        self,
+        values: npt.ArrayLike,
+        inputs: npt.ArrayLike,
+        quality: npt.ArrayLike,
+        input_quality: npt.ArrayLike,
+    ) -> LagOutput:
+        """Advance every point by one tick: y ``values``, u ``inputs`` and their qualities, (n,)."""
+        n = self._n
+        shape = self._shape
+        y = values if _ready(values, _F64, shape) else as_values(values, n)
+        u = inputs if _ready(inputs, _F64, shape) else _renamed(as_values, inputs, n, "inputs")
+        qy = quality if _ready(quality, _U16, shape) else as_quality(quality, n)
+        qu = (
+            input_quality
+            if _ready(input_quality, _U16, shape)
+            else _renamed(as_quality, input_quality, n, "input_quality")
+        )
+        out = np.empty((_k.N_OUT, n), dtype=np.float64)
+        alarm = np.empty(n, dtype=np.uint8)
+        initialized = np.empty(n, dtype=np.bool_)
+        _k.lag_update(y, u, qy, qu, self._fs, self._ist, self._params, out, alarm, initialized)
+        return LagOutput(
+            out[_k.OUT_ESTIMATE],
+            out[_k.OUT_SCORE],
+            out[_k.OUT_NIS],
+            alarm,
+            initialized,
+            out[_k.OUT_GAIN],
+            out[_k.OUT_TAU],
+            out[_k.OUT_RESIDUAL],
+        )
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
+        state: dict[str, npt.NDArray[Any]] = {}
+        for row, name in enumerate(_k.FLOAT_FIELDS):
+            state[name] = self._fs[row].copy()
+        for row, name in enumerate(_k.INT_FIELDS):
+            state[name] = self._ist[row].copy()
+        return state
+
+    def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
+        expected = set(_k.FLOAT_FIELDS) | set(_k.INT_FIELDS)
+        if set(state) != expected:
+            missing = sorted(expected - set(state))
+            extra = sorted(set(state) - expected)
+            raise ValueError(f"state keys mismatch: missing {missing}, unexpected {extra}")
+        fs = np.empty_like(self._fs)
+        ist = np.empty_like(self._ist)
+        for rows, names, dtype in (
+            (fs, _k.FLOAT_FIELDS, np.dtype(np.float64)),
+            (ist, _k.INT_FIELDS, np.dtype(np.int64)),
+        ):
+            for row, name in enumerate(names):
+                arr = state[name]
+                if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+                    got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+                    raise ValueError(f"state[{name!r}] must be a {dtype} array, got {got}")
+                if arr.shape != (self._n,):
+                    raise ValueError(
+                        f"state[{name!r}] must have shape ({self._n},), got {arr.shape}"
+                    )
+                rows[row] = arr
+        _check_state(fs, ist)
+        self._fs = fs
+        self._ist = ist
+
+
+def _ready(arr: object, dtype: np.dtype[Any], shape: tuple[int]) -> TypeGuard[npt.NDArray[Any]]:
+    """True when ``arr`` can go to the kernel as it is (the fast path)."""
+    # carray: C-contiguous, aligned and writeable, the one layout the kernel is compiled for
+    return (
+        type(arr) is np.ndarray and arr.dtype == dtype and arr.shape == shape and arr.flags.carray
+    )
+
+
+def _renamed(
+    check: Callable[[npt.ArrayLike, int], npt.NDArray[Any]], arr: npt.ArrayLike, n: int, name: str
+) -> npt.NDArray[Any]:
+    """Run a shared check on the input point's arrays, naming them in its errors."""
+    try:
+        return check(arr, n)
+    except ValueError as exc:
+        msg = str(exc)
+        for old in ("values", "quality"):
+            if msg.startswith(old):
+                msg = name + msg[len(old) :]
+        raise ValueError(msg) from exc
+
+
+def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
+    if not np.isfinite(fs).all():
+        raise ValueError("state holds non-finite floats")
+    for row in (_k.W2, _k.CP, _k.CM):
+        if (fs[row] < 0.0).any():
+            raise ValueError(f"state[{_k.FLOAT_FIELDS[row]!r}] must be >= 0")
+    info = fs[list(_k.INFO_ROWS)]
+    diag = info[[0, 3, 5]]
+    if (diag <= 0.0).any():
+        raise ValueError("state['info_*'] must be positive definite")
+    # scaled to a unit diagonal, so that points of any magnitude are judged alike
+    scale = 1.0 / np.sqrt(diag)
+    m = np.empty((fs.shape[1], 3, 3))
+    for (j, k), row in zip(((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)), info, strict=True):
+        m[:, j, k] = m[:, k, j] = row * scale[j] * scale[k]
+    if fs.shape[1] and not (np.linalg.eigvalsh(m)[:, 0] > 0.0).all():
+        raise ValueError("state['info_*'] must be positive definite")
+    limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED, _k.SEEDED: 1, _k.CHAIN: 1}
+    for row, name in enumerate(_k.INT_FIELDS):
+        if (ist[row] < 0).any() or (row in limits and (ist[row] > limits[row]).any()):
+            raise ValueError(f"state[{name!r}] out of range")
+    unseeded = ist[_k.SEEDED] == 0
+    if (ist[_k.CHAIN][unseeded] != 0).any() or (ist[_k.CALIBRATED][unseeded] != 0).any():
+        raise ValueError("state['seeded'] is 0 for a point with a chain or a calibration")
+
+
+def warmup() -> None:
+    """Compile (or load from the on-disk cache) the kernel, on a one-point estimator."""
+    quality: Uint16Array = np.zeros(1, dtype=np.uint16)
+    LagEstimator(1).update(np.zeros(1), np.zeros(1), quality, quality)
