@@ -1,0 +1,332 @@
+"""Batched asset estimator: a multivariate model of how one asset's points move together.
+
+Each asset has ``k`` points; a tick gives one sample ``x`` (k values). A value is *good* when
+its quality is GOOD (0) and it is finite with ``|x| <= 1e100``; a tick is *complete* when all
+``k`` values are good. Smoothing ``e`` is an exponentially weighted mean of the samples with
+``a = 1 - exp(-1 / smoothing)`` per tick (``a = 1`` for ``smoothing = 0``).
+
+Commissioning: the first ``commissioning`` complete ticks calibrate the asset; ticks that are
+not complete are skipped. ``e`` starts at the first one's sample. Their mean ``m`` is kept, and
+after a burn-in of ``burn = min(int(3 smoothing), commissioning // 4)`` ticks each smoothed
+sample ``e`` feeds a running mean and covariance (population, divided by the count). At the
+end: ``S`` = that covariance with its off-diagonal entries multiplied by ``1 - shrinkage``
+(shrinkage toward the diagonal) and its diagonal raised to at least
+``max(1e-12, (1e-6 m_j)^2)`` (constant points keep a positive variance); ``P = S^-1``; the
+baseline is ``b = m``. Meanwhile outputs are zero, alarm NORMAL, initialized False.
+
+Why the smoothed covariance: anomalies that last minutes are found far better in ``e`` than in
+single samples, and the covariance of ``e`` measured on the commissioning data already holds
+the autocorrelation of real signals. Those few hundred autocorrelated samples are worth only
+``n_eff = (commissioning - burn) a / (2 - a)`` independent ones (AR(1) effective sample size),
+so the default threshold is Hotelling's prediction bound for a new observation given a mean and
+covariance estimated from ``n_eff`` samples (:func:`t2_bound`, 99 %), not a chi-square
+quantile, which would be over-confident.
+
+After commissioning, every tick with at least one good value: each good value updates its
+``e_j``; a bad value is imputed by the model's current ``e_j``, which then stays. Then, while
+re-learning (see below), ``b = e`` and the outputs are zero. Otherwise:
+``d = e - b``, ``g = P d``, ``t2 = max(0, d.g)``, ``score = t2 / threshold`` (1.0 is the alarm
+threshold); ``residual_j = g_j / P_jj`` (how far point j is from what the other points predict
+for it, in its own unit) and ``contribution_j = d_j g_j / t2`` (they sum to 1; one can be
+negative when a point offsets the others; all 0 when ``t2 = 0``).
+
+Alarm: the shared machine of :mod:`edgetwin.twin._detect` (ALARM after ``alarm_on``
+consecutive scores >= 1; clears after ``alarm_off`` consecutive ones below the clear level;
+WARNING at >= 0.5). In ALARM the clear level is relative: ``peak`` is the highest score since
+the ALARM was raised and the score is compared with ``max(0.8, recovery^2 peak)``, i.e. the
+alarm also clears once the deviation has fallen to ``recovery`` times its peak (the asset is
+recovering, possibly to a new operating point). When an ALARM clears and ``settle > 0`` the
+model re-learns where the asset now is: the clearing tick (its state set to NORMAL) and the
+next ``settle`` ticks with a good value set ``b = e``, and during those ticks the score is 0
+and the state NORMAL. With ``settle = 0`` nothing is re-learnt.
+
+Learning: on a complete tick that is not in ALARM with ``score < 1`` (and did not just clear an
+ALARM), after scoring: ``b += (e - b) / baseline_horizon``, and ``S = (1 - w) S + w d d'`` with
+``w = 1 / cov_horizon``, ``P`` following by a rank-1 (Sherman-Morrison) update and recomputed
+from ``S`` every 256 updates. A horizon of 0 freezes that part. A tick without any good value
+changes nothing (alarm state and counters stay) and outputs zeros. Outputs are always finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgetwin.core.smoothing import burn_in, effective_samples, smoothing_alpha
+from edgetwin.core.types import FloatArray
+from edgetwin.twin import _asset_kernel as _k
+from edgetwin.twin._detect import ALARMED
+from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
+
+BOUND_PROBABILITY = 0.99  # coverage of the default threshold (Hotelling prediction bound)
+
+
+@dataclass(frozen=True, slots=True)
+class AssetOutput:
+    """Per-asset output of one update; the arrays are fresh and safe to keep."""
+
+    score: FloatArray  # (n_assets,) t2 / threshold
+    t2: FloatArray  # (n_assets,)
+    alarm: npt.NDArray[np.uint8]  # (n_assets,) Alarm
+    initialized: npt.NDArray[np.bool_]  # (n_assets,) commissioning has ended
+    contribution: FloatArray  # (n_assets, n_points) share of t2 per point, sums to 1
+    residual: FloatArray  # (n_assets, n_points) value minus what the other points predict
+
+
+def t2_bound(n_points: int, n_eff: float, probability: float = BOUND_PROBABILITY) -> float:
+    """Hotelling's T² prediction bound: k(n-1)(n+1) / (n(n-k)) F⁻¹(p; k, n-k), for n > k."""
+    k = positive_int("n_points", n_points, 1)
+    n = float(n_eff)
+    if not n > k:
+        raise ValueError(f"the bound needs more than {k} effective samples, got {n:.4g}")
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"probability must be in (0, 1), got {probability!r}")
+    return k * (n - 1.0) * (n + 1.0) / (n * (n - k)) * _f_quantile(probability, k, n - k)
+
+
+def _f_quantile(p: float, d1: float, d2: float) -> float:
+    # P(F <= f) = I_y(d1/2, d2/2) with y = d1 f / (d1 f + d2); bisect on y
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _betainc(0.5 * d1, 0.5 * d2, mid) < p:
+            lo = mid
+        else:
+            hi = mid
+    y = 0.5 * (lo + hi)
+    return d2 * y / (d1 * (1.0 - y))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) (continued fraction, Lentz's method)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        for aa in (
+            m * (b - m) * x / ((a + 2 * m - 1.0) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1.0)),
+        ):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+class AssetEstimator:
+    """Multivariate score, contributions and alarm for ``n_assets`` assets of ``n_points``."""
+
+    def __init__(
+        self,
+        n_assets: int,
+        n_points: int,
+        *,
+        commissioning: int = 600,
+        smoothing: float = 10.0,
+        threshold: float | None = None,
+        shrinkage: float = 0.2,
+        baseline_horizon: float = 1000.0,
+        cov_horizon: float = 86400.0,
+        recovery: float = 0.5,
+        settle: int = 120,
+        alarm_on: int = 3,
+        alarm_off: int = 30,
+    ) -> None:
+        self._n = positive_int("n_assets", n_assets, 1)
+        self._k = positive_int("n_points", n_points, 1)
+        self._commissioning = positive_int("commissioning", commissioning, 2)
+        smoothing = finite_float("smoothing", smoothing, allow_zero=True)
+        self._alpha = smoothing_alpha(smoothing)
+        self._burn = burn_in(self._commissioning, smoothing)
+        if threshold is None:
+            n_eff = effective_samples(self._commissioning, smoothing)
+            if not n_eff > self._k + 1:
+                raise ValueError(
+                    f"commissioning of {self._commissioning} samples with smoothing {smoothing:g}"
+                    f" is worth {n_eff:.3g} independent samples, too few to bound a score over"
+                    f" {self._k} points: lengthen commissioning or give a threshold"
+                )
+            threshold = t2_bound(self._k, n_eff)
+        self._threshold = finite_float("threshold", threshold, allow_zero=False)
+        self._shrinkage = finite_float("shrinkage", shrinkage, allow_zero=False)
+        if self._shrinkage > 1.0:
+            raise ValueError(f"shrinkage must be <= 1, got {shrinkage!r}")
+        self._base_w = _rate("baseline_horizon", baseline_horizon)
+        self._cov_w = _rate("cov_horizon", cov_horizon)
+        self._recovery = finite_float("recovery", recovery, allow_zero=True)
+        if self._recovery >= 1.0:
+            raise ValueError(f"recovery must be < 1, got {recovery!r}")
+        self._settle = positive_int("settle", settle, 0)
+        self._alarm_on = positive_int("alarm_on", alarm_on, 1)
+        self._alarm_off = positive_int("alarm_off", alarm_off, 1)
+        self._vec = np.zeros((_k.N_VEC, self._n, self._k), dtype=np.float64)
+        self._mat = np.zeros((_k.N_MAT, self._n, self._k, self._k), dtype=np.float64)
+        self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
+        self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
+        self._work = np.zeros((2, self._k), dtype=np.float64)
+
+    @property
+    def n_assets(self) -> int:
+        """Number of assets."""
+        return self._n
+
+    @property
+    def n_points(self) -> int:
+        """Points per asset."""
+        return self._k
+
+    @property
+    def threshold(self) -> float:
+        """The t2 that scores 1.0."""
+        return self._threshold
+
+    def update(self, values: npt.ArrayLike, quality: npt.ArrayLike) -> AssetOutput:
+        """Advance every asset one tick: float64 values, uint16 quality, (n_assets, n_points)."""
+        shape = (self._n, self._k)
+        x = _as_2d("values", values, shape, as_values)
+        qual = _as_2d("quality", quality, shape, as_quality)
+        out = AssetOutput(
+            score=np.empty(self._n, dtype=np.float64),
+            t2=np.empty(self._n, dtype=np.float64),
+            alarm=np.empty(self._n, dtype=np.uint8),
+            initialized=np.empty(self._n, dtype=np.bool_),
+            contribution=np.empty(shape, dtype=np.float64),
+            residual=np.empty(shape, dtype=np.float64),
+        )
+        _k.asset_update(
+            x,
+            qual,
+            self._vec,
+            self._mat,
+            self._fs,
+            self._ist,
+            self._commissioning,
+            self._burn,
+            self._alpha,
+            self._threshold,
+            self._shrinkage,
+            self._base_w,
+            self._cov_w,
+            self._recovery,
+            self._settle,
+            self._alarm_on,
+            self._alarm_off,
+            out.score,
+            out.t2,
+            out.alarm,
+            out.initialized,
+            out.contribution,
+            out.residual,
+            self._work,
+        )
+        return out
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
+        state: dict[str, npt.NDArray[Any]] = {}
+        for arr, names in self._parts():
+            for row, name in enumerate(names):
+                state[name] = arr[row].copy()
+        return state
+
+    def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
+        parts = self._parts()
+        expected = {name for _, names in parts for name in names}
+        if set(state) != expected:
+            missing = sorted(expected - set(state))
+            extra = sorted(set(state) - expected)
+            raise ValueError(f"state keys mismatch: missing {missing}, unexpected {extra}")
+        new = [np.empty_like(arr) for arr, _ in parts]
+        for dst, (src, names) in zip(new, parts, strict=True):
+            for row, name in enumerate(names):
+                arr = state[name]
+                if not isinstance(arr, np.ndarray) or arr.dtype != src.dtype:
+                    got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+                    raise ValueError(f"state[{name!r}] must be a {src.dtype} array, got {got}")
+                if arr.shape != src.shape[1:]:
+                    raise ValueError(
+                        f"state[{name!r}] must have shape {src.shape[1:]}, got {arr.shape}"
+                    )
+                dst[row] = arr
+        vec, mat, fs, ist = new
+        _check_state(vec, mat, fs, ist)
+        self._vec, self._mat, self._fs, self._ist = vec, mat, fs, ist
+
+    def _parts(self) -> list[tuple[npt.NDArray[Any], tuple[str, ...]]]:
+        return [
+            (self._vec, _k.VEC_FIELDS),
+            (self._mat, _k.MAT_FIELDS),
+            (self._fs, _k.FLOAT_FIELDS),
+            (self._ist, _k.INT_FIELDS),
+        ]
+
+
+def _rate(name: str, horizon: object) -> float:
+    h = finite_float(name, horizon, allow_zero=True)
+    if 0.0 < h < 1.0:
+        raise ValueError(f"{name} must be 0 (frozen) or >= 1 sample, got {horizon!r}")
+    return 0.0 if h == 0.0 else 1.0 / h
+
+
+def _as_2d(name: str, arr_like: npt.ArrayLike, shape: tuple[int, int], check: Any) -> Any:
+    arr = np.asarray(arr_like)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    return check(arr.reshape(-1), arr.size).reshape(shape)
+
+
+def _check_state(
+    vec: FloatArray, mat: FloatArray, fs: FloatArray, ist: npt.NDArray[np.int64]
+) -> None:
+    if not (np.isfinite(vec).all() and np.isfinite(mat).all() and np.isfinite(fs).all()):
+        raise ValueError("state holds non-finite floats")
+    if (fs[_k.PEAK] < 0.0).any():
+        raise ValueError("state['peak'] must be >= 0")
+    limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED, _k.UPDATES: _k.REFRESH - 1}
+    for row, name in enumerate(_k.INT_FIELDS):
+        if (ist[row] < 0).any() or (row in limits and (ist[row] > limits[row]).any()):
+            raise ValueError(f"state[{name!r}] out of range")
+    if (ist[_k.N_SMOOTH] > ist[_k.N_GOOD]).any():
+        raise ValueError("state['n_smoothed'] exceeds state['n_good']")
+    for i in np.flatnonzero(ist[_k.CALIBRATED] == 1):
+        for row in (_k.COV, _k.PREC):
+            m = mat[row, i]
+            if not np.allclose(m, m.T, rtol=1e-9, atol=0.0):
+                raise ValueError(f"state[{_k.MAT_FIELDS[row]!r}] of asset {i} is not symmetric")
+            try:
+                np.linalg.cholesky(m)
+            except np.linalg.LinAlgError:
+                raise ValueError(
+                    f"state[{_k.MAT_FIELDS[row]!r}] of asset {i} is not positive definite"
+                ) from None
+
+
+def warmup() -> None:
+    """Compile (or load from the on-disk cache) the kernels, on a two-point asset."""
+    est = AssetEstimator(1, 2, commissioning=4, smoothing=0.0, threshold=10.0)
+    for _ in range(6):
+        est.update(np.zeros((1, 2)), np.zeros((1, 2), dtype=np.uint16))

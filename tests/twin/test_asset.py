@@ -1,0 +1,570 @@
+"""Asset estimator: the Numba kernel against a slow NumPy reference, and behaviour."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from edgetwin.core.types import Alarm, Quality
+from edgetwin.twin import _asset_kernel
+from edgetwin.twin.asset import (
+    AssetEstimator,
+    AssetOutput,
+    effective_samples,
+    t2_bound,
+    warmup,
+)
+
+BAD = int(Quality.COMM_FAIL)
+FIELDS = ("score", "t2", "alarm", "initialized", "contribution", "residual")
+
+# ---------------------------------------------------------------------------------------------
+# Reference: one asset at a time, np.linalg, straight from the documented semantics.
+# ---------------------------------------------------------------------------------------------
+
+
+class ReferenceAsset:
+    """The asset model of one asset."""
+
+    def __init__(
+        self,
+        k: int,
+        *,
+        commissioning: int = 600,
+        smoothing: float = 10.0,
+        threshold: float | None = None,
+        shrinkage: float = 0.2,
+        baseline_horizon: float = 1000.0,
+        cov_horizon: float = 86400.0,
+        recovery: float = 0.5,
+        settle: int = 120,
+        alarm_on: int = 3,
+        alarm_off: int = 30,
+    ) -> None:
+        self.k = k
+        self.commissioning = commissioning
+        self.alpha = 1.0 if smoothing == 0 else 1.0 - math.exp(-1.0 / smoothing)
+        self.burn = min(int(3 * smoothing), commissioning // 4)
+        assert threshold is not None
+        self.threshold = threshold
+        self.shrinkage = shrinkage
+        self.base_w = 0.0 if baseline_horizon == 0 else 1.0 / baseline_horizon
+        self.cov_w = 0.0 if cov_horizon == 0 else 1.0 / cov_horizon
+        self.recovery = recovery
+        self.settle = settle
+        self.alarm_on = alarm_on
+        self.alarm_off = alarm_off
+        self.n = 0
+        self.mean = np.zeros(k)
+        self.m = 0
+        self.smean = np.zeros(k)
+        self.m2 = np.zeros((k, k))
+        self.e = np.zeros(k)
+        self.b = np.zeros(k)
+        self.cov = np.eye(k)
+        self.calibrated = False
+        self.alarm = Alarm.NORMAL
+        self.streak = 0
+        self.peak = 0.0
+        self.settle_left = 0
+        self.margin = math.inf  # closest a score came to a decision boundary
+
+    def step(self, x: np.ndarray, q: np.ndarray) -> tuple[Any, ...]:
+        k = self.k
+        with np.errstate(invalid="ignore"):
+            good = (q == 0) & (np.abs(x) <= 1e100)
+        zeros = (0.0, 0.0, int(self.alarm), self.calibrated, np.zeros(k), np.zeros(k))
+        if not self.calibrated:
+            if good.all():
+                self.commission(x)
+            return (*zeros[:3], self.calibrated, *zeros[4:])
+        if not good.any():
+            return zeros
+        self.e[good] += self.alpha * (x[good] - self.e[good])
+        if self.settle_left > 0:
+            self.settle_left -= 1
+            self.b = self.e.copy()
+            return zeros
+        prec = np.linalg.inv(self.cov)
+        d = self.e - self.b
+        g = prec @ d
+        t2 = max(0.0, float(d @ g))
+        score = t2 / self.threshold
+        cleared = self.alarm_machine(score)
+        if cleared and self.settle > 0:
+            self.settle_left = self.settle
+            self.alarm = Alarm.NORMAL
+            self.b = self.e.copy()
+        elif not cleared and good.all() and self.alarm != Alarm.ALARM and score < 1:
+            self.b = self.b + self.base_w * (self.e - self.b)
+            self.cov = (1 - self.cov_w) * self.cov + self.cov_w * np.outer(d, d)
+        contribution = d * g / t2 if t2 > 0 else np.zeros(k)
+        residual = g / np.diag(prec)
+        return score, t2, int(self.alarm), True, contribution, residual
+
+    def commission(self, x: np.ndarray) -> None:
+        self.n += 1
+        self.mean += (x - self.mean) / self.n
+        self.e = x.copy() if self.n == 1 else self.e + self.alpha * (x - self.e)
+        if self.n > self.burn:  # running mean and co-moment of the smoothed samples
+            self.m += 1
+            delta = self.e - self.smean
+            self.smean += delta / self.m
+            self.m2 += (self.m - 1) / self.m * np.outer(delta, delta)
+        if self.n < self.commissioning:
+            return
+        cov = self.m2 / self.m
+        floor = np.maximum(1e-12, (1e-6 * self.mean) ** 2)
+        self.cov = (1 - self.shrinkage) * cov
+        np.fill_diagonal(self.cov, np.maximum(np.diag(cov), floor))
+        self.b = self.mean.copy()
+        self.calibrated = True
+
+    def alarm_machine(self, score: float) -> bool:
+        """The documented alarm machine; True when an ALARM clears at this tick."""
+        if self.alarm == Alarm.ALARM:
+            self.peak = max(self.peak, score)
+            level = max(0.8, self.recovery**2 * self.peak)
+            self.note(score, level)
+            self.streak = self.streak + 1 if score < level else 0
+            if self.streak >= self.alarm_off:
+                self.alarm = Alarm.WARNING if score >= 0.5 * level / 0.8 else Alarm.NORMAL
+                self.streak = 0
+                self.peak = 0.0
+                return True
+            return False
+        self.note(score, 1.0)
+        self.note(score, 0.5)
+        self.streak = self.streak + 1 if score >= 1 else 0
+        if self.streak >= self.alarm_on:
+            self.alarm = Alarm.ALARM
+            self.streak = 0
+            self.peak = score
+        else:
+            self.alarm = Alarm.WARNING if score >= 0.5 else Alarm.NORMAL
+        return False
+
+    def note(self, score: float, level: float) -> None:
+        self.margin = min(self.margin, abs(score - level) / max(level, 1e-300))
+
+
+def run_reference(
+    values: np.ndarray, quality: np.ndarray, **params: Any
+) -> tuple[dict[str, np.ndarray], float]:
+    """Every asset through its own reference; outputs (ticks, assets[, points]) and margin."""
+    ticks, n, k = values.shape
+    out: dict[str, list[list[Any]]] = {f: [[] for _ in range(ticks)] for f in FIELDS}
+    margin = math.inf
+    for i in range(n):
+        ref = ReferenceAsset(k, **params)
+        for t in range(ticks):
+            for f, v in zip(FIELDS, ref.step(values[t, i], quality[t, i]), strict=True):
+                out[f][t].append(v)
+        margin = min(margin, ref.margin)
+    return {f: np.array(v) for f, v in out.items()}, margin
+
+
+def run_kernel(
+    values: np.ndarray, quality: np.ndarray, est: AssetEstimator | None = None, **params: Any
+) -> dict[str, np.ndarray]:
+    """Feed ticks to an AssetEstimator; outputs shaped (ticks, assets[, points])."""
+    est = est or AssetEstimator(values.shape[1], values.shape[2], **params)
+    outs = [est.update(values[t], quality[t]) for t in range(values.shape[0])]
+    return {f: np.array([getattr(o, f) for o in outs]) for f in FIELDS}
+
+
+def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    for f in ("score", "t2", "contribution", "residual"):
+        assert np.isfinite(got[f]).all(), f
+        g, w = got[f], want[f]
+        if f == "contribution":  # shares of a t2 that is only rounding are not defined
+            defined = want["t2"] > 1e-9 * max(1.0, float(want["t2"].max(initial=0.0)))
+            g, w = g[defined], w[defined]
+        scale = max(1.0, float(np.abs(w).max(initial=0.0)))
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-9 * scale, err_msg=f)
+    np.testing.assert_array_equal(got["alarm"], want["alarm"])
+    np.testing.assert_array_equal(got["initialized"], want["initialized"].astype(bool))
+
+
+def compare(values: np.ndarray, quality: np.ndarray, **params: Any) -> dict[str, np.ndarray]:
+    want, margin = run_reference(values, quality, **params)
+    assert margin > 1e-6, "a score sits on a decision boundary; pick other data"
+    got = run_kernel(values, quality, **params)
+    assert_same(got, want)
+    return got
+
+
+def good(shape: tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape, dtype=np.uint16)
+
+
+def correlated(
+    rng: np.random.Generator, ticks: int, n: int, k: int, phi: float = 0.0
+) -> np.ndarray:
+    """Points driven by one common factor (AR(1), sd 2) plus white noise: (ticks, n, k)."""
+    shocks = rng.normal(0.0, 2.0 * math.sqrt(1.0 - phi * phi), (ticks, n, 1))
+    common = np.zeros((ticks, n, 1))
+    common[0] = rng.normal(0.0, 2.0, (n, 1))
+    for t in range(1, ticks):
+        common[t] = phi * common[t - 1] + shocks[t]
+    return 10.0 + common + rng.normal(0.0, 0.5, (ticks, n, k))
+
+
+SMALL = {"commissioning": 40, "smoothing": 3.0, "threshold": 12.5, "settle": 7}
+
+# ---------------------------------------------------------------------------------------------
+# Kernel against reference
+# ---------------------------------------------------------------------------------------------
+
+
+def test_correlated_data_with_faults_match_reference() -> None:
+    rng = np.random.default_rng(1)
+    x = correlated(rng, 400, 3, 4)
+    x[150:260, 0, 2] += 4.0  # a shift that comes back: raise, recover, re-learn
+    x[200:, 1, 0] = 20.0 - x[200:, 1, 0]  # a point decouples for good
+    x[100:, 2, 1] += np.minimum(0.2 * np.arange(300), 8.0)  # a ramp of one point
+    got = compare(x, good(x.shape), **SMALL, cov_horizon=50.0, alarm_on=2, alarm_off=5)
+    assert (got["alarm"] == Alarm.ALARM).any(axis=0).all()  # the paths were exercised
+
+
+def test_long_run_through_precision_refreshes_matches_reference() -> None:
+    rng = np.random.default_rng(2)
+    x = correlated(rng, 1400, 2, 3)
+    qual = np.where(rng.random(x.shape) < 0.02, BAD, 0).astype(np.uint16)
+    # hundreds of rank-1 updates with a short horizon, across several exact recomputations
+    compare(x, qual, **SMALL, cov_horizon=20.0, baseline_horizon=30.0)
+
+
+def test_nan_inf_and_bad_quality_match_reference() -> None:
+    rng = np.random.default_rng(3)
+    x = correlated(rng, 300, 2, 5)
+    qual = good(x.shape)
+    mask = rng.random(x.shape)
+    x[mask < 0.03] = np.nan
+    x[(mask >= 0.03) & (mask < 0.05)] = np.inf
+    x[(mask >= 0.05) & (mask < 0.06)] = -np.inf
+    x[(mask >= 0.06) & (mask < 0.07)] = 1e300  # finite but unusable
+    qual[(mask >= 0.07) & (mask < 0.12)] = int(Quality.STALE | Quality.OUT_OF_RANGE)
+    x[150:170, 0, :] = np.nan  # an outage of the whole asset
+    x[200:260, 1, 3] = 30.0  # a stuck point, to raise an alarm among the gaps
+    got = compare(x, qual, **SMALL, alarm_off=4)
+    assert (got["alarm"] == Alarm.ALARM).any()
+
+
+@pytest.mark.parametrize("level", [0.0, 3.25, -1e6, 1e-9])
+def test_constant_data_matches_reference(level: float) -> None:
+    x = np.full((100, 2, 3), level)
+    got = compare(x, good(x.shape), **SMALL)
+    assert (got["score"] == 0.0).all()
+    assert (got["alarm"] == Alarm.NORMAL).all()
+    assert (got["contribution"] == 0.0).all()
+
+
+def test_one_constant_point_among_moving_ones_matches_reference() -> None:
+    rng = np.random.default_rng(4)
+    x = correlated(rng, 200, 1, 3)
+    x[:, 0, 1] = 7.0
+    got = compare(x, good(x.shape), **SMALL)
+    assert np.isfinite(got["residual"]).all()
+
+
+def test_no_smoothing_and_frozen_horizons_match_reference() -> None:
+    rng = np.random.default_rng(5)
+    x = correlated(rng, 200, 2, 2)
+    x[120:, 0, 0] += 3.0
+    frozen = {"smoothing": 0.0, "baseline_horizon": 0.0, "cov_horizon": 0.0, "settle": 0}
+    got = compare(x, good(x.shape), **{**SMALL, **frozen}, alarm_on=1, alarm_off=1)
+    assert (got["alarm"] == Alarm.ALARM).any()
+
+
+values_strategy = st.one_of(
+    st.floats(-1e3, 1e3),
+    st.sampled_from([0.0, 1.0, -2.5, math.nan, math.inf, -math.inf, 1e101, -1e300]),
+)
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    ticks = draw(st.integers(1, 60))
+    n = draw(st.integers(1, 3))
+    k = draw(st.integers(1, 4))
+    x = draw(hnp.arrays(np.float64, (ticks, n, k), elements=values_strategy))
+    qual = draw(hnp.arrays(np.uint16, (ticks, n, k), elements=st.sampled_from([0, 0, 0, 0, 1])))
+    params = {
+        "commissioning": draw(st.integers(2, 10)),
+        "smoothing": draw(st.sampled_from([0.0, 0.7, 2.5])),
+        "threshold": draw(st.floats(0.3, 30.0)),
+        "shrinkage": draw(st.floats(0.1, 1.0)),
+        "baseline_horizon": draw(st.sampled_from([0.0, 1.0, 7.0])),
+        "cov_horizon": draw(st.sampled_from([0.0, 2.0, 9.0])),
+        "recovery": draw(st.floats(0.0, 0.9)),
+        "settle": draw(st.integers(0, 4)),
+        "alarm_on": draw(st.integers(1, 3)),
+        "alarm_off": draw(st.integers(1, 3)),
+    }
+    return x, qual, params
+
+
+@settings(max_examples=80, deadline=None)
+@given(batches())
+def test_hypothesis_arrays_match_reference(
+    batch: tuple[np.ndarray, np.ndarray, dict[str, Any]],
+) -> None:
+    x, qual, params = batch
+    want, margin = run_reference(x, qual, **params)
+    assume(margin > 1e-6)  # rounding may fall either side of a boundary
+    assert_same(run_kernel(x, qual, **params), want)
+
+
+# ---------------------------------------------------------------------------------------------
+# Behaviour
+# ---------------------------------------------------------------------------------------------
+
+
+def test_correlated_gaussian_data_alarm_rarely() -> None:
+    rng = np.random.default_rng(6)
+    x = correlated(rng, 4000, 10, 4)
+    got = run_kernel(x, good(x.shape))
+    after = got["alarm"][600:]
+    assert (after == Alarm.ALARM).mean() < 0.01
+    assert got["initialized"][599:].all()
+    assert not got["initialized"][:599].any()
+
+
+def test_a_point_that_decouples_within_its_range_raises_alarm_and_is_named() -> None:
+    rng = np.random.default_rng(0)
+    x = correlated(rng, 2000, 1, 4, phi=0.9)  # a common factor with memory, like process load
+    calib = x[:1200, 0, 2]
+    # mirrored about its mean (same marginal distribution), kept inside the range it had
+    x[1200:, 0, 2] = np.clip(20.0 - x[1200:, 0, 2], calib.min(), calib.max())
+    est = AssetEstimator(1, 4)
+    outs = [est.update(x[t], good((1, 4))) for t in range(2000)]
+    alarm = np.array([o.alarm[0] for o in outs])
+    assert not (alarm[600:1200] == Alarm.ALARM).any()
+    # evidence comes whenever the common factor is away from its mean
+    over = [o for o in outs[1200:] if o.alarm[0] == Alarm.ALARM and o.score[0] >= 1.0]
+    assert len(over) > 100
+    assert all(np.argmax(o.contribution[0]) == 2 for o in over)
+    assert all(np.argmax(np.abs(o.residual[0])) == 2 for o in over)
+    for o in over:
+        assert o.contribution[0].sum() == pytest.approx(1.0)
+
+
+def test_alarm_clears_on_recovery_to_a_new_operating_point_and_relearns() -> None:
+    rng = np.random.default_rng(8)
+    x = correlated(rng, 1600, 1, 3)
+    x[800:1000, 0, 0] += 10.0  # the fault
+    x[1000:, 0, 0] += 1.5  # after it the asset runs a little differently, for good
+    got = run_kernel(x, good(x.shape), alarm_on=1)
+    alarm = got["alarm"][:, 0]
+    assert (alarm[820:1000] == Alarm.ALARM).all()
+    assert not (alarm[1100:] == Alarm.ALARM).any()
+    cleared = 1000 + int(np.argmax(alarm[1000:] != Alarm.ALARM))
+    assert got["score"][cleared, 0] > 1.0  # cleared by recovery from the peak, not by level
+    assert (got["score"][cleared + 1 : cleared + 121, 0] == 0.0).all()  # re-learning
+    assert (got["score"][cleared + 121 :, 0] > 0.0).all()
+
+
+def test_bad_values_are_imputed_and_not_learnt() -> None:
+    rng = np.random.default_rng(9)
+    x = correlated(rng, 700, 1, 3)
+    est = AssetEstimator(1, 3)
+    for t in range(650):
+        est.update(x[t], good((1, 3)))
+    before = est.state()
+    out = est.update(np.full((1, 3), np.nan), good((1, 3)))
+    assert out.score[0] == 0.0
+    after = est.state()
+    for name, arr in before.items():
+        np.testing.assert_array_equal(after[name], arr, err_msg=name)
+    garbage = np.array([[1e6, np.inf, -1e300]])
+    out = est.update(garbage, np.array([[BAD, 0, 0]], dtype=np.uint16))
+    assert out.score[0] == 0.0
+    assert np.isfinite(out.residual).all()
+    one_bad = np.array([[x[651, 0, 0], np.nan, x[651, 0, 2]]])
+    out = est.update(one_bad, good((1, 3)))
+    assert np.isfinite(out.score).all()
+    np.testing.assert_array_equal(est.state()["baseline"], after["baseline"])  # not learnt
+
+
+def test_commissioning_waits_for_complete_ticks() -> None:
+    est = AssetEstimator(2, 2, commissioning=5, smoothing=0.0, threshold=5.0)
+    q = good((2, 2))
+    q[1, 0] = BAD
+    for _ in range(5):
+        out = est.update(np.array([[1.0, 2.0], [1.0, 2.0]]), q)
+    assert out.initialized.tolist() == [True, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# Threshold
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p", "f"),
+    [  # F quantiles from published tables: F(p; k, n - k)
+        (6, 18, 0.99, 4.821),
+        (1, 11, 0.95, 4.965),
+        (2, 22, 0.99, 5.849),
+        (3, 33, 0.95, 2.922),
+    ],
+)
+def test_t2_bound_matches_f_tables(k: int, n: int, p: float, f: float) -> None:
+    factor = k * (n - 1) * (n + 1) / (n * (n - k))
+    assert t2_bound(k, n, p) == pytest.approx(factor * f, rel=1e-3)
+
+
+def test_t2_bound_tends_to_chi_square_for_many_samples() -> None:
+    assert t2_bound(2, 1e7, 0.99) == pytest.approx(-2.0 * math.log(0.01), rel=1e-4)
+
+
+def test_default_threshold_is_the_hotelling_bound() -> None:
+    est = AssetEstimator(1, 6, commissioning=400, smoothing=10.0)
+    n_eff = effective_samples(400, 10.0)
+    assert n_eff == pytest.approx(370 * (1 - math.exp(-0.1)) / (1 + math.exp(-0.1)))
+    assert est.threshold == pytest.approx(t2_bound(6, n_eff, 0.99))
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+# ---------------------------------------------------------------------------------------------
+
+
+def test_state_round_trip_resumes_exactly() -> None:
+    rng = np.random.default_rng(10)
+    x = correlated(rng, 500, 3, 3)
+    x[300:, 1, 0] += 5.0
+    a = AssetEstimator(3, 3, **SMALL, cov_horizon=30.0)
+    run_kernel(x[:320], good((320, 3, 3)), est=a)
+    b = AssetEstimator(3, 3, **SMALL, cov_horizon=30.0)
+    b.load_state(a.state())
+    rest = x[320:]
+    ga = run_kernel(rest, good(rest.shape), est=a)
+    gb = run_kernel(rest, good(rest.shape), est=b)
+    for f in FIELDS:
+        np.testing.assert_array_equal(ga[f], gb[f], err_msg=f)
+
+
+def test_state_is_a_copy() -> None:
+    est = AssetEstimator(1, 2, **SMALL)
+    state = est.state()
+    state["baseline"][:] = 99.0
+    assert (est.state()["baseline"] == 0.0).all()
+
+
+def calibrated_state() -> tuple[AssetEstimator, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    x = correlated(rng, 60, 2, 3)
+    est = AssetEstimator(2, 3, **SMALL)
+    run_kernel(x, good(x.shape), est=est)
+    return est, est.state()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda s: s.pop("peak"), "missing"),
+        (lambda s: s.update(extra=np.zeros(2)), "unexpected"),
+        (lambda s: s.update(peak=s["peak"].astype(np.float32)), "float64"),
+        (lambda s: s.update(alarm=s["alarm"].astype(np.float64)), "int64"),
+        (lambda s: s.update(peak=[0.0, 0.0]), "float64"),
+        (lambda s: s.update(baseline=np.zeros((2, 4))), "shape"),
+        (lambda s: s.update(precision=np.zeros((2, 3))), "shape"),
+        (lambda s: s["smoothed"].__setitem__((0, 1), np.nan), "non-finite"),
+        (lambda s: s["peak"].__setitem__(0, -1.0), "peak"),
+        (lambda s: s["alarm"].__setitem__(1, 3), "alarm"),
+        (lambda s: s["streak"].__setitem__(0, -1), "streak"),
+        (lambda s: s["calibrated"].__setitem__(0, 2), "calibrated"),
+        (lambda s: s["updates"].__setitem__(0, 256), "updates"),
+        (lambda s: s["n_smoothed"].__setitem__(0, 10**6), "n_smoothed"),
+        (lambda s: s["covariance"].__setitem__((0, 0, 1), 99.0), "symmetric"),
+        (lambda s: s["precision"].__setitem__((1, 2, 2), -5.0), "positive definite"),
+    ],
+)
+def test_bad_state_is_rejected_without_change(mutate: Any, match: str) -> None:
+    est, state = calibrated_state()
+    before = est.state()
+    mutate(state)
+    with pytest.raises(ValueError, match=match):
+        est.load_state(state)
+    for name, arr in est.state().items():
+        np.testing.assert_array_equal(arr, before[name], err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_assets": 0}, "n_assets"),
+        ({"n_points": 0}, "n_points"),
+        ({"n_points": 1.5}, "n_points"),
+        ({"commissioning": 1}, "commissioning"),
+        ({"commissioning": 100}, "lengthen commissioning"),  # default threshold impossible
+        ({"threshold": 0.0}, "threshold"),
+        ({"threshold": math.nan}, "threshold"),
+        ({"smoothing": -1.0}, "smoothing"),
+        ({"shrinkage": 0.0}, "shrinkage"),
+        ({"shrinkage": 1.5}, "shrinkage"),
+        ({"baseline_horizon": 0.5}, "baseline_horizon"),
+        ({"cov_horizon": math.inf}, "cov_horizon"),
+        ({"recovery": 1.0}, "recovery"),
+        ({"settle": -1}, "settle"),
+        ({"alarm_on": 0}, "alarm_on"),
+        ({"alarm_off": True}, "alarm_off"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs: dict[str, Any], match: str) -> None:
+    args = {"n_assets": 1, "n_points": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        AssetEstimator(args.pop("n_assets"), args.pop("n_points"), **args)
+
+
+@pytest.mark.parametrize(
+    ("values", "quality", "match"),
+    [
+        (np.zeros(3), good((1, 3)), "values must have shape"),
+        (np.zeros((1, 4)), good((1, 3)), "values must have shape"),
+        (np.zeros((1, 3), dtype=complex), good((1, 3)), "float64"),
+        (np.zeros((1, 3)), np.zeros((1, 3)), "uint16"),
+        (np.zeros((1, 3)), np.full((1, 3), -1), "uint16"),
+        (np.zeros((1, 3)), good((3, 1)), "quality must have shape"),
+    ],
+)
+def test_bad_update_arguments_are_rejected(values: Any, quality: Any, match: str) -> None:
+    est = AssetEstimator(1, 3, **SMALL)
+    with pytest.raises(ValueError, match=match):
+        est.update(values, quality)
+
+
+def test_update_returns_fresh_arrays() -> None:
+    est = AssetEstimator(1, 2, **SMALL)
+    first = est.update(np.ones((1, 2)), good((1, 2)))
+    second = est.update(np.ones((1, 2)), good((1, 2)))
+    assert isinstance(first, AssetOutput)
+    assert first.residual is not second.residual
+    assert first.score.shape == (1,)
+    assert first.contribution.shape == (1, 2)
+
+
+def test_invert_spd_matches_numpy() -> None:
+    rng = np.random.default_rng(12)
+    a = rng.normal(size=(6, 6))
+    m = a @ a.T + 0.5 * np.eye(6)
+    inv = m.copy()
+    _asset_kernel.invert_spd(inv)
+    np.testing.assert_allclose(inv, np.linalg.inv(m), rtol=1e-9, atol=1e-12)
+
+
+def test_warmup_runs() -> None:
+    warmup()
