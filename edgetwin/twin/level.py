@@ -33,13 +33,16 @@ consecutive scores < 0.8, which also resets the CUSUM sums. Outside ALARM the st
 when the score is >= 0.5, else NORMAL. A sample that is not good only predicts (``P += q``):
 estimate, alarm state and counters stay, score and nis are 0. Outputs are always finite; before a
 point's first good sample its estimate is 0.0 and ``initialized`` is False.
+
+``update`` returns fresh arrays, or writes into ``out`` (from ``new_output()``) so that a hot loop
+allocates nothing; inputs that already are contiguous, writable float64 / uint16 arrays of the
+right shape are used as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -49,10 +52,14 @@ from edgetwin.twin import _level_kernel as _k
 from edgetwin.twin._detect import ALARMED
 from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
 
+_F64 = np.dtype(np.float64)
+_U16 = np.dtype(np.uint16)
+_U8 = np.dtype(np.uint8)
+_BOOL = np.dtype(np.bool_)
 
-@dataclass(frozen=True, slots=True)
-class LevelOutput:
-    """Per-point output of one update; the arrays are fresh and safe to keep."""
+
+class LevelOutput(NamedTuple):
+    """Per-point output of one update: fresh arrays, or the ``out`` given to ``update``."""
 
     estimate: FloatArray
     score: FloatArray
@@ -85,26 +92,62 @@ class LevelEstimator:
         self._alarm_off = positive_int("alarm_off", alarm_off, 1)
         self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
         self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
+        self._shape = (self._n,)
+        # outputs handed out by new_output(), by id; kept alive so an id is never reused
+        self._issued: dict[int, LevelOutput] = {}
 
     @property
     def n_points(self) -> int:
         """Number of points."""
         return self._n
 
-    def update(self, values: npt.ArrayLike, quality: npt.ArrayLike) -> LevelOutput:
-        """Advance every point by one sample (float64 values, uint16 quality, shape (n,))."""
-        z = as_values(values, self._n)
-        qual = as_quality(quality, self._n)
+    def new_output(self) -> LevelOutput:
+        """Preallocated output for ``update(..., out=...)``; the estimator keeps a reference."""
+        n = self._n
         out = LevelOutput(
-            estimate=np.empty(self._n, dtype=np.float64),
-            score=np.empty(self._n, dtype=np.float64),
-            nis=np.empty(self._n, dtype=np.float64),
-            alarm=np.empty(self._n, dtype=np.uint8),
-            initialized=np.empty(self._n, dtype=np.bool_),
+            estimate=np.zeros(n, dtype=np.float64),
+            score=np.zeros(n, dtype=np.float64),
+            nis=np.zeros(n, dtype=np.float64),
+            alarm=np.zeros(n, dtype=np.uint8),
+            initialized=np.zeros(n, dtype=np.bool_),
         )
+        self._issued[id(out)] = out
+        return out
+
+    def update(
+        self, values: npt.ArrayLike, quality: npt.ArrayLike, out: LevelOutput | None = None
+    ) -> LevelOutput:
+        """Advance every point by one sample (float64 values, uint16 quality, shape (n,))."""
+        # fast path: arrays the kernel takes as they are (flags.carray: aligned, writable,
+        # C-contiguous), checked cheaply; anything else is validated and converted
+        if not (
+            type(values) is np.ndarray
+            and values.dtype is _F64
+            and values.shape == self._shape
+            and values.flags.carray
+        ):
+            values = as_values(values, self._n)
+        if not (
+            type(quality) is np.ndarray
+            and quality.dtype is _U16
+            and quality.shape == self._shape
+            and quality.flags.carray
+        ):
+            quality = as_quality(quality, self._n)
+        if out is None:
+            n = self._n
+            out = LevelOutput(
+                np.empty(n, _F64),
+                np.empty(n, _F64),
+                np.empty(n, _F64),
+                np.empty(n, _U8),
+                np.empty(n, _BOOL),
+            )
+        elif self._issued.get(id(out)) is not out:
+            raise ValueError("out must come from this estimator's new_output()")
         _k.level_update(
-            z,
-            qual,
+            values,
+            quality,
             self._fs,
             self._ist,
             self._commissioning,

@@ -518,6 +518,30 @@ def test_outputs_are_fresh_copies() -> None:
     assert first.initialized.dtype == np.bool_
 
 
+def test_out_is_written_in_place_and_equals_fresh_outputs() -> None:
+    rng = np.random.default_rng(17)
+    _, z = random_walk(rng, 80, 3)
+    fresh, reused = LevelEstimator(3), LevelEstimator(3)
+    out = reused.new_output()
+    for t in range(z.shape[0]):
+        want = fresh.update(z[t], good(3))
+        got = reused.update(z[t], good(3), out=out)
+        assert got is out
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(got, f), getattr(want, f))
+
+
+def test_out_from_elsewhere_is_rejected() -> None:
+    est, other = LevelEstimator(2), LevelEstimator(2)
+    before = est.state()
+    look_alike = LevelOutput(*est.new_output())  # same arrays, another object
+    for out in (other.new_output(), look_alike):
+        with pytest.raises(ValueError, match="new_output"):
+            est.update(np.zeros(2), good(2), out=out)
+    for k, v in est.state().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 def test_lossless_conversions_are_accepted() -> None:
     est = LevelEstimator(3, commissioning=4)
     out = est.update(np.array([1, 2, 3], dtype=np.int32), np.array([0, 1, 0], dtype=np.int64))

@@ -1,0 +1,279 @@
+"""Batched trend estimator: a local linear trend Kalman filter per point, with anomaly score.
+
+Every point is modelled as ``level[t] = level[t-1] + rate[t-1] + w_l`` (``var w_l = q_l``) and
+``rate[t] = rate[t-1] + w_r`` (``var w_r = q_r``), measured as ``z = level + v`` (``var v = r``).
+A tick is one ``update`` call, whatever the samples' quality, so the rate is per tick. A sample is
+*good* when its quality is GOOD (0) and its value is finite with ``|z| <= 1e100``.
+
+Commissioning: the first ``commissioning`` good samples are fitted with a least-squares line
+against their tick ``t`` (0 at the point's first good sample, +1 every tick after). Running
+population moments with ``w = 1/n`` for the n-th good sample: ``m += w*dev`` for the means of ``t``
+and ``z``, ``v = (1-w)*(v + w*dev^2)`` for their variances, ``c = (1-w)*(c + w*dev_t*dev_z)``
+for their covariance (``dev``: the sample minus the mean before it). Meanwhile the rate is the
+slope ``c/v_t`` (0 while ``v_t = 0``) and the estimate is the line at the current tick, also
+after a bad sample; score and nis are 0 and the alarm NORMAL. At the last commissioning sample the
+noise is estimated (below), the filter starts on the line at this tick with
+``P = s2 * [[1/n + e^2/sxx, e/sxx], [e/sxx, 1/sxx]]`` (``e = t - mean_t``, ``sxx = n v_t``,
+``s2 = max(v_z - c^2/v_t, r)``), the CUSUM sums are 0 and the alarm is NORMAL.
+
+Learnt samples: every good sample while commissioning; after it, a good sample whose
+``nis <= threshold`` while the point was not in ALARM (its state before this sample), so
+anomalies do not teach the model that they are noise. A *run* is a sequence of consecutive learnt
+samples; any other sample ends it. Weights ``w = max(1/n, 1/1000)`` for the n-th item learnt give
+exact averages first and forget slowly after 1000 items.
+
+Level and measurement noise, from first differences ``d = z - last`` within a run (for the model
+``var(d) = 2r + q_l`` and the lag-1 covariance is ``-r``). From the third sample of a run on, the
+pair ``(p, d)`` (``p``: the run's previous difference) is learnt. While commissioning the
+statistics are Welford's about the pairs' own means: ``a = p - mean_p; mean_p += w*a;
+b = d - mean_d; mean_d += w*b; dv = (1-w)*(dv + w*b^2); c1 = (1-w)*c1 + w*a*(d - mean_d)``. Once
+calibrated, ``d`` is centred on the predicted rate (the rate before this sample's update),
+``d = z - last - rate``, so a wandering rate is not taken for noise: ``dv += w*(d^2 - dv);
+c1 += w*(d*p - c1)``; at calibration the stored ``p`` is centred on the line's slope. With
+``r0 = clip(-c1, 0, dv/2)`` and ``ql0 = dv - 2 r0``, at calibration and, once calibrated, at every
+16th pair (n a multiple of 16): for ``n >= 2`` pairs ``r = r0`` and
+``q_l = ql0 + 1.5 dv sqrt(1/min(n, 1000))`` (one standard error more: an under-estimated ``q_l``
+makes the filter lag, an over-estimated one only costs smoothing), else ``r`` is the line's
+residual variance ``v_z - c^2/v_t`` (``v_z`` if ``v_t = 0``) and ``q_l = 0``. Floors:
+``r >= max(1e-12, (1e-6 mean_z)^2)`` so constant data keeps a positive variance, ``q_l >= 1e-3 r``.
+
+Rate noise, from blocks: a run is cut into blocks of B = 32 samples (its samples 1-32, 33-64, ...).
+From a run's third complete block on, the second difference ``f = m - 2 m1 + m2`` of the last
+three block means is learnt: ``hv += w*(f^2 - hv)`` (k-th ``f``, ``w = max(1/k, 1/1000)``). For
+the model ``E[f^2] = W_R r + W_L q_l + W_Q q_r`` with ``W_R = 6/B``, ``W_L = B + 1/B``,
+``W_Q = 11 B^3/20 + B/4 + 1/(5B)``: the rate noise shows at this scale, where first differences
+cannot see it. From the second ``f`` on, at each ``f``: ``qrb = (max(hv - W_R r0 - W_L ql0, 0)
++ 2 hv sqrt(1/min(k, 1000))) (1/W_Q)`` (estimate plus one standard error); before that, a
+prior, updated with ``r``: ``qrb = P_R r + P_L ql0`` (``ql0`` without margin, 0 when ``r`` comes
+from the line), ``P_R = 2 W_R/W_Q`` and ``P_L = 2 W_L/W_Q`` evaluated at B = 16: the margin one
+block of 16 would give. Curvature inflates ``ql0``, so smooth data starts with a looser rate; a
+looser start would absorb more of an early step. Whenever ``r`` or ``qrb`` changes,
+``q_r = max(qrb, 1e-6 r)``.
+
+Filter, per good sample: ``xl = level + rate; pll = P_ll + 2 P_lr + P_rr + q_l;
+plr = P_lr + P_rr; prr = P_rr + q_r; s = pll + r; si = 1/s; nu = z - xl; nis = nu^2 si;
+kr = plr si; level = xl + pll si nu; rate += kr nu; P_ll = pll (r si); P_lr = plr (r si);
+P_rr = prr - kr plr``, in that order of operations. A sample that is not good only predicts
+(``level``, ``P`` as above): score and nis are 0, alarm state and counters stay.
+
+Detection, after learning: CUSUM in units of ``h`` on ``u = nu si sqrt(s) (1/h)``:
+``cp = min(1, max(0, cp + u - k/h))``, likewise ``cm`` with ``-u``. Score
+``max(nis (1/threshold), max(cp, cm))``; 1.0 is the alarm threshold (``1/threshold``, ``1/h`` and
+``k/h`` are computed once, in float64). ALARM after ``alarm_on`` consecutive scores >= 1; it clears
+after ``alarm_off`` consecutive scores < 0.8, which also resets both sums. Outside ALARM the state
+is WARNING when the score is >= 0.5, else NORMAL.
+
+So a slow drift is tracked: the rate follows it and the innovations stay white, which is what the
+rate output (for time-to-threshold) needs, while a step or a spike still gives a large nis. Outputs
+are always finite; before a point's first good sample its estimate and rate are 0.0 and
+``initialized`` is False.
+
+``update`` returns fresh arrays, or writes into ``out`` (from ``new_output()``) so that a hot loop
+allocates nothing; contiguous, writable float64 values and uint16 quality go to the kernel as they
+are, anything else is validated and converted first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from edgetwin.core.types import FloatArray
+from edgetwin.twin import _trend_kernel as _k
+from edgetwin.twin._detect import ALARMED
+from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
+
+_F64 = np.dtype(np.float64)
+_U8 = np.dtype(np.uint8)
+_BOOL = np.dtype(np.bool_)
+
+
+class TrendOutput(NamedTuple):
+    """Per-point output of one update: fresh arrays, or the ``out`` given to ``update``."""
+
+    estimate: FloatArray  # level
+    rate: FloatArray  # per tick
+    score: FloatArray
+    nis: FloatArray
+    alarm: npt.NDArray[np.uint8]
+    initialized: npt.NDArray[np.bool_]
+
+
+class TrendEstimator:
+    """Level, rate, anomaly score and alarm for ``n_points`` points updated together."""
+
+    def __init__(
+        self,
+        n_points: int,
+        *,
+        commissioning: int = 30,
+        threshold: float = 10.83,
+        cusum_k: float = 0.5,
+        cusum_h: float = 8.0,
+        alarm_on: int = 3,
+        alarm_off: int = 5,
+    ) -> None:
+        self._n = positive_int("n_points", n_points, 1)
+        self._commissioning = positive_int("commissioning", commissioning, 4)
+        threshold = finite_float("threshold", threshold, allow_zero=False)
+        cusum_k = finite_float("cusum_k", cusum_k, allow_zero=True)
+        cusum_h = finite_float("cusum_h", cusum_h, allow_zero=False)
+        alarm_on = positive_int("alarm_on", alarm_on, 1)
+        alarm_off = positive_int("alarm_off", alarm_off, 1)
+        params = np.empty(_k.N_PARAMS, dtype=np.float64)
+        params[_k.PARAM_COMMISSIONING] = self._commissioning
+        params[_k.PARAM_THRESHOLD] = threshold
+        params[_k.PARAM_INV_THRESHOLD] = 1.0 / threshold
+        params[_k.PARAM_K_OVER_H] = cusum_k / cusum_h
+        params[_k.PARAM_INV_H] = 1.0 / cusum_h
+        params[_k.PARAM_ALARM_ON] = alarm_on
+        params[_k.PARAM_ALARM_OFF] = alarm_off
+        self._params = params
+        self._block_shape = (4, self._n)
+        self._fs = np.zeros((self._n, _k.N_FLOAT), dtype=np.float64)  # point-major
+        self._ist = np.zeros((self._n, _k.N_INT), dtype=np.int64)
+        # outputs handed out by new_output(), by id; kept alive so an id is never reused
+        self._issued: dict[int, tuple[TrendOutput, FloatArray]] = {}
+
+    @property
+    def n_points(self) -> int:
+        """Number of points."""
+        return self._n
+
+    def new_output(self) -> TrendOutput:
+        """Preallocated output for ``update(..., out=...)``; the estimator keeps a reference."""
+        block = np.zeros((4, self._n), dtype=np.float64)
+        out = TrendOutput(
+            block[0],
+            block[1],
+            block[2],
+            block[3],
+            np.zeros(self._n, dtype=np.uint8),
+            np.zeros(self._n, dtype=np.bool_),
+        )
+        self._issued[id(out)] = (out, block)
+        return out
+
+    def update(
+        self, values: npt.ArrayLike, quality: npt.ArrayLike, out: TrendOutput | None = None
+    ) -> TrendOutput:
+        """Advance every point by one sample (float64 values, uint16 quality, shape (n,))."""
+        if out is None:
+            block = np.empty(self._block_shape, _F64)
+            alarm = np.empty(self._n, _U8)
+            initialized = np.empty(self._n, _BOOL)
+        else:
+            issued = self._issued.get(id(out))
+            if issued is None or issued[0] is not out:
+                raise ValueError("out must come from this estimator's new_output()")
+            block = issued[1]
+            alarm = out.alarm
+            initialized = out.initialized
+        # the kernel's dispatcher checks dtype, layout and writability (TypeError if not
+        # exactly float64/uint16, C-contiguous, writable) and the kernel checks the shapes
+        z: Any = values
+        qual: Any = quality
+        try:
+            fits = _k.trend_update(
+                z, qual, self._fs, self._ist, self._params, block, alarm, initialized
+            )
+        except TypeError:
+            fits = _k.trend_update(
+                as_values(values, self._n),
+                as_quality(quality, self._n),
+                self._fs,
+                self._ist,
+                self._params,
+                block,
+                alarm,
+                initialized,
+            )
+        if not fits:
+            as_values(values, self._n)  # raises the located ValueError
+            as_quality(quality, self._n)
+            raise ValueError("values and quality do not fit this estimator")
+        if out is not None:
+            return out
+        return TrendOutput(block[0], block[1], block[2], block[3], alarm, initialized)
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
+        state: dict[str, npt.NDArray[Any]] = {}
+        for col, name in enumerate(_k.FLOAT_FIELDS):
+            state[name] = self._fs[:, col].copy()
+        for col, name in enumerate(_k.INT_FIELDS):
+            state[name] = self._ist[:, col].copy()
+        return state
+
+    def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
+        expected = set(_k.FLOAT_FIELDS) | set(_k.INT_FIELDS)
+        if set(state) != expected:
+            missing = sorted(expected - set(state))
+            extra = sorted(set(state) - expected)
+            raise ValueError(f"state keys mismatch: missing {missing}, unexpected {extra}")
+        fs = np.empty_like(self._fs)
+        ist = np.empty_like(self._ist)
+        for table, names, dtype in (
+            (fs, _k.FLOAT_FIELDS, np.dtype(np.float64)),
+            (ist, _k.INT_FIELDS, np.dtype(np.int64)),
+        ):
+            for col, name in enumerate(names):
+                arr = state[name]
+                if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+                    got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+                    raise ValueError(f"state[{name!r}] must be a {dtype} array, got {got}")
+                if arr.shape != (self._n,):
+                    raise ValueError(
+                        f"state[{name!r}] must have shape ({self._n},), got {arr.shape}"
+                    )
+                table[:, col] = arr
+        _check_state(fs.T, ist.T)
+        self._fs = fs
+        self._ist = ist
+
+
+_NON_NEGATIVE = (
+    _k.PLL,
+    _k.PRR,
+    _k.QL,
+    _k.QR,
+    _k.R,
+    _k.CP,
+    _k.CM,
+    _k.DV,
+    _k.HV,
+    _k.QRE,
+    _k.TICK,
+    _k.VT,
+    _k.VZ,
+)
+
+
+def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
+    """Check the state, given as rows (fields) x points."""
+    if not np.isfinite(fs).all():
+        raise ValueError("state holds non-finite floats")
+    for row in _NON_NEGATIVE:
+        if (fs[row] < 0.0).any():
+            raise ValueError(f"state[{_k.FLOAT_FIELDS[row]!r}] must be >= 0")
+    for row in (_k.CP, _k.CM):
+        if (fs[row] > 1.0).any():
+            raise ValueError(f"state[{_k.FLOAT_FIELDS[row]!r}] must be <= 1 (units of h)")
+    calibrated = ist[_k.CALIBRATED] == 1
+    for row in (_k.R, _k.QL, _k.QR):
+        if (fs[row][calibrated] <= 0.0).any():
+            name = _k.FLOAT_FIELDS[row]
+            raise ValueError(f"state[{name!r}] must be > 0 for calibrated points")
+    limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED}
+    for row, name in enumerate(_k.INT_FIELDS):
+        if (ist[row] < 0).any() or (row in limits and (ist[row] > limits[row]).any()):
+            raise ValueError(f"state[{name!r}] out of range")
+
+
+def warmup() -> None:
+    """Load (or compile) the kernel and run it once, on a one-point estimator."""
+    TrendEstimator(1, commissioning=4).update(np.zeros(1), np.zeros(1, dtype=np.uint16))
