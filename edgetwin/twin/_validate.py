@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -60,3 +62,38 @@ def as_quality(quality: npt.ArrayLike, n: int) -> Uint16Array:
         raise ValueError("quality values must fit in uint16")
     out = np.ascontiguousarray(arr, dtype=np.uint16)
     return out if out.flags.writeable else out.copy()
+
+
+def state_columns(
+    fs: FloatArray, ist: npt.NDArray[np.int64], floats: Sequence[str], ints: Sequence[str]
+) -> dict[str, npt.NDArray[Any]]:
+    """Copies of every row of field-major state tables, by field name."""
+    state: dict[str, npt.NDArray[Any]] = {}
+    for row, name in enumerate(floats):
+        state[name] = fs[row].copy()
+    for row, name in enumerate(ints):
+        state[name] = ist[row].copy()
+    return state
+
+
+def state_tables(
+    state: Mapping[str, npt.NDArray[Any]], floats: Sequence[str], ints: Sequence[str], n: int
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Field-major float64 and int64 tables from ``state_columns`` output; ValueError if off."""
+    expected = set(floats) | set(ints)
+    if set(state) != expected:
+        missing = sorted(expected - set(state))
+        extra = sorted(set(state) - expected)
+        raise ValueError(f"state keys mismatch: missing {missing}, unexpected {extra}")
+    fs = np.empty((len(floats), n), dtype=np.float64)
+    ist = np.empty((len(ints), n), dtype=np.int64)
+    for table, names in ((fs, floats), (ist, ints)):
+        for row, name in enumerate(names):
+            arr = state[name]
+            if not isinstance(arr, np.ndarray) or arr.dtype != table.dtype:
+                got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise ValueError(f"state[{name!r}] must be a {table.dtype} array, got {got}")
+            if arr.shape != (n,):
+                raise ValueError(f"state[{name!r}] must have shape ({n},), got {arr.shape}")
+            table[row] = arr
+    return fs, ist

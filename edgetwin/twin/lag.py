@@ -71,7 +71,14 @@ import numpy.typing as npt
 from edgetwin.core.types import FloatArray, Uint16Array
 from edgetwin.twin import _lag_kernel as _k
 from edgetwin.twin._detect import ALARMED
-from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
+from edgetwin.twin._validate import (
+    as_quality,
+    as_values,
+    finite_float,
+    positive_int,
+    state_columns,
+    state_tables,
+)
 
 _F64 = np.dtype(np.float64)
 _U16 = np.dtype(np.uint16)
@@ -170,36 +177,11 @@ class LagEstimator:
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
-        state: dict[str, npt.NDArray[Any]] = {}
-        for row, name in enumerate(_k.FLOAT_FIELDS):
-            state[name] = self._fs[row].copy()
-        for row, name in enumerate(_k.INT_FIELDS):
-            state[name] = self._ist[row].copy()
-        return state
+        return state_columns(self._fs, self._ist, _k.FLOAT_FIELDS, _k.INT_FIELDS)
 
     def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
         """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
-        expected = set(_k.FLOAT_FIELDS) | set(_k.INT_FIELDS)
-        if set(state) != expected:
-            missing = sorted(expected - set(state))
-            extra = sorted(set(state) - expected)
-            raise ValueError(f"state keys mismatch: missing {missing}, unexpected {extra}")
-        fs = np.empty_like(self._fs)
-        ist = np.empty_like(self._ist)
-        for rows, names, dtype in (
-            (fs, _k.FLOAT_FIELDS, np.dtype(np.float64)),
-            (ist, _k.INT_FIELDS, np.dtype(np.int64)),
-        ):
-            for row, name in enumerate(names):
-                arr = state[name]
-                if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-                    got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
-                    raise ValueError(f"state[{name!r}] must be a {dtype} array, got {got}")
-                if arr.shape != (self._n,):
-                    raise ValueError(
-                        f"state[{name!r}] must have shape ({self._n},), got {arr.shape}"
-                    )
-                rows[row] = arr
+        fs, ist = state_tables(state, _k.FLOAT_FIELDS, _k.INT_FIELDS, self._n)
         _check_state(fs, ist)
         self._fs = fs
         self._ist = ist

@@ -84,7 +84,14 @@ import numpy.typing as npt
 from edgetwin.core.types import FloatArray
 from edgetwin.twin import _trend_kernel as _k
 from edgetwin.twin._detect import ALARMED
-from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
+from edgetwin.twin._validate import (
+    as_quality,
+    as_values,
+    finite_float,
+    positive_int,
+    state_columns,
+    state_tables,
+)
 
 _F64 = np.dtype(np.float64)
 _U8 = np.dtype(np.uint8)
@@ -201,39 +208,15 @@ class TrendEstimator:
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
-        state: dict[str, npt.NDArray[Any]] = {}
-        for col, name in enumerate(_k.FLOAT_FIELDS):
-            state[name] = self._fs[:, col].copy()
-        for col, name in enumerate(_k.INT_FIELDS):
-            state[name] = self._ist[:, col].copy()
-        return state
+        return state_columns(self._fs.T, self._ist.T, _k.FLOAT_FIELDS, _k.INT_FIELDS)
 
     def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
         """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
-        expected = set(_k.FLOAT_FIELDS) | set(_k.INT_FIELDS)
-        if set(state) != expected:
-            missing = sorted(expected - set(state))
-            extra = sorted(set(state) - expected)
-            raise ValueError(f"state keys mismatch: missing {missing}, unexpected {extra}")
-        fs = np.empty_like(self._fs)
-        ist = np.empty_like(self._ist)
-        for table, names, dtype in (
-            (fs, _k.FLOAT_FIELDS, np.dtype(np.float64)),
-            (ist, _k.INT_FIELDS, np.dtype(np.int64)),
-        ):
-            for col, name in enumerate(names):
-                arr = state[name]
-                if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-                    got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
-                    raise ValueError(f"state[{name!r}] must be a {dtype} array, got {got}")
-                if arr.shape != (self._n,):
-                    raise ValueError(
-                        f"state[{name!r}] must have shape ({self._n},), got {arr.shape}"
-                    )
-                table[:, col] = arr
-        _check_state(fs.T, ist.T)
-        self._fs = fs
-        self._ist = ist
+        fs, ist = state_tables(state, _k.FLOAT_FIELDS, _k.INT_FIELDS, self._n)
+        _check_state(fs, ist)
+        # point-major in the kernel: one point's fields share a cache line
+        self._fs = np.ascontiguousarray(fs.T)
+        self._ist = np.ascontiguousarray(ist.T)
 
 
 _NON_NEGATIVE = (
