@@ -58,6 +58,7 @@ _MODEL_CHECK_KEYS = (
     ("needs input", "model"),
     ("input is only for", "input"),
     ("input must name", "input"),
+    ("independent samples", "commissioning"),
 )
 _TABLE_WORDS = {
     "coil": "coil",

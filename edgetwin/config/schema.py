@@ -21,6 +21,7 @@ from edgetwin.config.modbus import (
     ModbusTcpBusConfig,
 )
 from edgetwin.config.serial import SerialBusConfig, SerialDeviceConfig
+from edgetwin.core.smoothing import effective_samples
 
 __all__ = [
     "AssetConfig",
@@ -238,14 +239,33 @@ class AssetConfig(_Model):
     name: Name
     device: Name
     points: list[Name] = Field(min_length=2, max_length=32)
-    commissioning: int | None = Field(
-        None, ge=5, le=1_000_000, description="samples; default: twin.commissioning"
-    )
+    commissioning: int = Field(600, ge=5, le=1_000_000, description="complete polls")
+    smoothing: float = Field(10.0, ge=0, le=1e6, description="time constant, samples; 0: off")
     threshold: float | None = Field(
-        None, gt=0, description="score bound; default: the chi2 99.9 % bound for the points"
+        None, gt=0, description="score bound; default: Hotelling's 99 % prediction bound"
     )
-    alarm_on: int | None = Field(None, ge=1, le=10_000, description="default: twin.alarm_on")
-    alarm_off: int | None = Field(None, ge=1, le=10_000, description="default: twin.alarm_off")
+    shrinkage: float = Field(0.2, gt=0, le=1, description="covariance pull to its diagonal")
+    baseline_horizon: float = Field(
+        1000.0, ge=0, description="samples the baseline follows slow change over; 0: frozen"
+    )
+    cov_horizon: float = Field(
+        86400.0, ge=0, description="samples the covariance follows change over; 0: frozen"
+    )
+    recovery: float = Field(
+        0.5, ge=0, lt=1, description="an alarm clears when this share of its signature is left"
+    )
+    settle: int = Field(120, ge=0, le=1_000_000, description="samples re-learnt after an alarm")
+    alarm_on: int = Field(3, ge=1, le=10_000, description="scores over the bound to raise")
+    alarm_off: int = Field(30, ge=1, le=10_000, description="scores under it to clear")
+    fast_smoothing: float = Field(
+        3.0, ge=0, le=1e6, description="time constant of the fast statistic, samples"
+    )
+    fast_threshold: float | None = Field(
+        None, gt=0, description="fast score bound; default: Hotelling's 99.9 % prediction bound"
+    )
+    recovery_off: int = Field(
+        5, ge=1, le=10_000, description="ticks with the signature faded before an alarm clears"
+    )
 
     @field_validator("points")
     @classmethod
@@ -256,6 +276,29 @@ class AssetConfig(_Model):
                 raise ValueError(f"point {name!r} is listed twice")
             seen.add(name)
         return v
+
+    @field_validator("baseline_horizon", "cov_horizon")
+    @classmethod
+    def _horizon(cls, v: float) -> float:
+        if 0 < v < 1:
+            raise ValueError("must be 0 (frozen) or at least 1 sample")
+        return v
+
+    @model_validator(mode="after")
+    def _enough_samples(self) -> AssetConfig:
+        k = len(self.points)
+        n_eff = effective_samples(self.commissioning, self.smoothing)
+        if self.threshold is None and not n_eff > k + 1:
+            raise ValueError(
+                f"commissioning of {self.commissioning} samples with smoothing "
+                f"{self.smoothing:g} is worth {n_eff:.3g} independent samples, too few to "
+                f"bound a score over {k} points: lengthen commissioning or give a threshold"
+            )
+        return self
+
+    def params(self) -> dict[str, Any]:
+        """The asset model's parameters (everything but what names the asset)."""
+        return self.model_dump(exclude={"name", "device", "points"})
 
 
 def _driver(device: Any) -> str:

@@ -1,10 +1,9 @@
 """Numba kernels of the asset estimator: arrays and scalars in, outputs written in place.
 
 State is structure-of-arrays over assets: ``vec`` (float64, shape (N_VEC, assets, points)),
-``mat`` (float64, (N_MAT, assets, points, points)), ``fs`` (float64, (N_FLOAT, assets)) and
-``ist`` (int64, (N_INT, assets)); the row constants below name the rows. The k-by-k algebra is
-written out in loops and works in place (with a caller's (2, k) scratch), so a tick allocates
-nothing. The semantics are
+``mat`` (float64, (N_MAT, assets, points, points)) and ``ist`` (int64, (N_INT, assets)); the
+row constants below name the rows. The k-by-k algebra is written out in loops and works in
+place (with a caller's (4, k) scratch), so a tick allocates nothing. The semantics are
 documented in :mod:`edgetwin.twin.asset`.
 """
 
@@ -14,27 +13,35 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.twin._detect import ALARMED, CLEAR_LEVEL, MAX_ABS, NORMAL, alarm_step
+from edgetwin.twin._detect import ALARMED, MAX_ABS, NORMAL, WARN_LEVEL, WARNING, alarm_step
 
 # rows of ``vec`` (one vector per asset)
 MEAN = 0  # mean of the commissioning samples
-SMOOTH = 1  # exponentially smoothed sample
-BASE = 2  # baseline: where the smoothed sample is expected to be
+SMOOTH = 1  # exponentially smoothed sample (slow)
+BASE = 2  # baseline: where the smoothed samples are expected to be
 SMEAN = 3  # mean of the smoothed commissioning samples
-N_VEC = 4
-VEC_FIELDS = ("mean", "smoothed", "baseline", "smoothed_mean")
+FAST = 4  # exponentially smoothed sample (fast)
+FMEAN = 5  # mean of the fast-smoothed commissioning samples
+SIG = 6  # signature of the current ALARM: mean deviation of the smoothed sample
+N_VEC = 7
+VEC_FIELDS = ("mean", "smoothed", "baseline", "smoothed_mean", "fast", "fast_mean", "signature")
 
 # rows of ``mat`` (one k x k matrix per asset)
 SM2 = 0  # co-moment (sum of outer products of deviations) of the smoothed commissioning samples
 COV = 1  # covariance of the smoothed sample around the baseline
 PREC = 2  # its inverse
-N_MAT = 3
-MAT_FIELDS = ("smoothed_m2", "covariance", "precision")
-
-# rows of ``fs``
-PEAK = 0  # highest score of the current ALARM
-N_FLOAT = 1
-FLOAT_FIELDS = ("peak",)
+FM2 = 3  # the same three for the fast-smoothed sample
+FCOV = 4
+FPREC = 5
+N_MAT = 6
+MAT_FIELDS = (
+    "smoothed_m2",
+    "covariance",
+    "precision",
+    "fast_m2",
+    "fast_covariance",
+    "fast_precision",
+)
 
 # rows of ``ist``
 N_GOOD = 0  # complete commissioning ticks seen
@@ -43,9 +50,21 @@ CALIBRATED = 2  # 1 once commissioning has ended
 ALARM = 3  # Alarm state
 STREAK = 4  # consecutive ticks towards the next alarm transition
 SETTLE = 5  # ticks left of re-learning after an ALARM cleared
-UPDATES = 6  # covariance updates since the precision was last recomputed from scratch
-N_INT = 7
-INT_FIELDS = ("n_good", "n_smoothed", "calibrated", "alarm", "streak", "settle", "updates")
+UPDATES = 6  # covariance updates since the precisions were last recomputed from scratch
+N_ALARM = 7  # ticks of the current ALARM (the signature's count)
+RSTREAK = 8  # consecutive ALARM ticks with the signature faded under ``recovery``
+N_INT = 9
+INT_FIELDS = (
+    "n_good",
+    "n_smoothed",
+    "calibrated",
+    "alarm",
+    "streak",
+    "settle",
+    "updates",
+    "n_alarm",
+    "recovering",
+)
 
 VAR_FLOOR_ABS = 1e-12
 VAR_FLOOR_REL = 1e-6
@@ -77,6 +96,52 @@ def invert_spd(a: npt.NDArray[np.float64]) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
+def _comoment(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    vec: npt.NDArray[np.float64],
+    mat: npt.NDArray[np.float64],
+    i: int,
+    src: int,
+    mean: int,
+    m2: int,
+    m: int,
+    delta: npt.NDArray[np.float64],
+) -> None:
+    """Welford step: the ``m``-th sample ``vec[src]`` into mean ``vec[mean]``, co-moment ``m2``."""
+    k = delta.shape[0]
+    f = (m - 1.0) / m
+    for j in range(k):
+        delta[j] = vec[src, i, j] - vec[mean, i, j]
+        vec[mean, i, j] += delta[j] / m
+    for j in range(k):
+        for c in range(k):
+            mat[m2, i, j, c] += f * (delta[j] * delta[c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _calibrate(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    vec: npt.NDArray[np.float64],
+    mat: npt.NDArray[np.float64],
+    i: int,
+    m2: int,
+    cov: int,
+    prec: int,
+    m: int,
+    shrinkage: float,
+) -> None:
+    """Covariance (shrunk, floored) and precision from a commissioning co-moment of ``m``."""
+    k = vec.shape[2]
+    for j in range(k):
+        floor = max(VAR_FLOOR_ABS, (VAR_FLOOR_REL * vec[MEAN, i, j]) ** 2)
+        for c in range(k):
+            mat[cov, i, j, c] = (1.0 - shrinkage) * (mat[m2, i, j, c] / m)
+        mat[cov, i, j, j] = max(mat[m2, i, j, j] / m, floor)
+    for j in range(k):
+        for c in range(k):
+            mat[prec, i, j, c] = mat[cov, i, j, c]
+    invert_spd(mat[prec, i])
+
+
+@numba.njit(cache=True, nogil=True)
 def _commission(  # noqa: PLR0917 - numba takes no keyword-only arguments
     values: npt.NDArray[np.float64],
     vec: npt.NDArray[np.float64],
@@ -85,7 +150,9 @@ def _commission(  # noqa: PLR0917 - numba takes no keyword-only arguments
     i: int,
     commissioning: int,
     burn: int,
+    fast_burn: int,
     alpha: float,
+    fast_alpha: float,
     shrinkage: float,
     delta: npt.NDArray[np.float64],
 ) -> None:
@@ -96,34 +163,58 @@ def _commission(  # noqa: PLR0917 - numba takes no keyword-only arguments
         x = values[i, j]
         vec[MEAN, i, j] += (x - vec[MEAN, i, j]) / n
         vec[SMOOTH, i, j] = x if n == 1 else vec[SMOOTH, i, j] + alpha * (x - vec[SMOOTH, i, j])
-    if n > burn:  # running (Welford) mean and co-moment of the smoothed samples
-        m = ist[N_SMOOTH, i] + 1
-        ist[N_SMOOTH, i] = m
-        f = (m - 1.0) / m
-        for j in range(k):
-            delta[j] = vec[SMOOTH, i, j] - vec[SMEAN, i, j]
-            vec[SMEAN, i, j] += delta[j] / m
-        for j in range(k):
-            for c in range(k):
-                mat[SM2, i, j, c] += f * (delta[j] * delta[c])
+        vec[FAST, i, j] = x if n == 1 else vec[FAST, i, j] + fast_alpha * (x - vec[FAST, i, j])
+    if n > burn:
+        ist[N_SMOOTH, i] += 1
+        _comoment(vec, mat, i, SMOOTH, SMEAN, SM2, ist[N_SMOOTH, i], delta)
+    if n > fast_burn:
+        _comoment(vec, mat, i, FAST, FMEAN, FM2, n - fast_burn, delta)
     if n < commissioning:
         return
-    m = max(ist[N_SMOOTH, i], 1)
+    _calibrate(vec, mat, i, SM2, COV, PREC, max(ist[N_SMOOTH, i], 1), shrinkage)
+    _calibrate(vec, mat, i, FM2, FCOV, FPREC, max(n - fast_burn, 1), shrinkage)
     for j in range(k):
-        floor = max(VAR_FLOOR_ABS, (VAR_FLOOR_REL * vec[MEAN, i, j]) ** 2)
-        for c in range(k):
-            mat[COV, i, j, c] = (1.0 - shrinkage) * (mat[SM2, i, j, c] / m)
-        mat[COV, i, j, j] = max(mat[SM2, i, j, j] / m, floor)
         vec[BASE, i, j] = vec[MEAN, i, j]
-    for j in range(k):
-        for c in range(k):
-            mat[PREC, i, j, c] = mat[COV, i, j, c]
-    invert_spd(mat[PREC, i])
     ist[CALIBRATED, i] = 1
     ist[ALARM, i] = NORMAL
     ist[STREAK, i] = 0
     ist[SETTLE, i] = 0
     ist[UPDATES, i] = 0
+    ist[N_ALARM, i] = 0
+    ist[RSTREAK, i] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _learn_cov(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    mat: npt.NDArray[np.float64],
+    i: int,
+    cov: int,
+    prec: int,
+    d: npt.NDArray[np.float64],
+    g: npt.NDArray[np.float64],
+    cov_w: float,
+    refresh: bool,
+) -> None:
+    """``S = (1 - w) S + w d d'`` and its inverse (``g = P d``), exactly when ``refresh``."""
+    k = d.shape[0]
+    for j in range(k):
+        for c in range(k):
+            mat[cov, i, j, c] = (1.0 - cov_w) * mat[cov, i, j, c] + cov_w * d[j] * d[c]
+    if refresh:
+        for j in range(k):
+            for c in range(k):
+                mat[prec, i, j, c] = mat[cov, i, j, c]
+        invert_spd(mat[prec, i])
+        return
+    # Sherman-Morrison: ((1-w) S + w d d')^-1 = (P - c g g' / (1 + c d'g)) / (1-w), c = w/(1-w)
+    t2 = 0.0
+    for j in range(k):
+        t2 += d[j] * g[j]
+    cw = cov_w / (1.0 - cov_w)
+    f = cw / (1.0 + cw * t2)
+    for j in range(k):
+        for c in range(k):
+            mat[prec, i, j, c] = (mat[prec, i, j, c] - f * g[j] * g[c]) / (1.0 - cov_w)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -132,39 +223,38 @@ def _learn(  # noqa: PLR0917 - numba takes no keyword-only arguments
     mat: npt.NDArray[np.float64],
     ist: npt.NDArray[np.int64],
     i: int,
-    d: npt.NDArray[np.float64],
-    g: npt.NDArray[np.float64],
+    work: npt.NDArray[np.float64],
     base_w: float,
     cov_w: float,
 ) -> None:
-    """Adapt baseline and covariance to a normal tick (``d`` its deviation, ``g = P d``)."""
-    k = d.shape[0]
+    """Adapt baseline and both covariances to a normal tick (``work``: d, g, fast d, fast g)."""
+    k = vec.shape[2]
     if base_w > 0.0:
         for j in range(k):
             vec[BASE, i, j] += base_w * (vec[SMOOTH, i, j] - vec[BASE, i, j])
     if cov_w <= 0.0:
         return
-    t2 = 0.0
-    for j in range(k):
-        t2 += d[j] * g[j]
-    for j in range(k):
-        for c in range(k):
-            mat[COV, i, j, c] = (1.0 - cov_w) * mat[COV, i, j, c] + cov_w * d[j] * d[c]
     u = int(ist[UPDATES, i]) + 1
-    if u >= REFRESH:
-        for j in range(k):
-            for c in range(k):
-                mat[PREC, i, j, c] = mat[COV, i, j, c]
-        invert_spd(mat[PREC, i])
-        u = 0
-    else:
-        # Sherman-Morrison: ((1-w) S + w d d')^-1 = (P - c g g' / (1 + c d'g)) / (1-w), c = w/(1-w)
-        cw = cov_w / (1.0 - cov_w)
-        f = cw / (1.0 + cw * t2)
-        for j in range(k):
-            for m in range(k):
-                mat[PREC, i, j, m] = (mat[PREC, i, j, m] - f * g[j] * g[m]) / (1.0 - cov_w)
-    ist[UPDATES, i] = u
+    refresh = u >= REFRESH
+    _learn_cov(mat, i, COV, PREC, work[0], work[1], cov_w, refresh)
+    _learn_cov(mat, i, FCOV, FPREC, work[2], work[3], cov_w, refresh)
+    ist[UPDATES, i] = 0 if refresh else u
+
+
+@numba.njit(cache=True, nogil=True)
+def _smooth(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    values: npt.NDArray[np.float64],
+    quality: npt.NDArray[np.uint16],
+    vec: npt.NDArray[np.float64],
+    i: int,
+    row: int,
+    alpha: float,
+) -> None:
+    """Good values into the smoothed sample ``vec[row]``; a bad one leaves its mean as it is."""
+    for j in range(values.shape[1]):
+        x = values[i, j]
+        if quality[i, j] == 0 and abs(x) <= MAX_ABS:  # False for NaN and inf
+            vec[row, i, j] += alpha * (x - vec[row, i, j])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -173,16 +263,19 @@ def asset_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
     quality: npt.NDArray[np.uint16],
     vec: npt.NDArray[np.float64],
     mat: npt.NDArray[np.float64],
-    fs: npt.NDArray[np.float64],
     ist: npt.NDArray[np.int64],
     commissioning: int,
     burn: int,
+    fast_burn: int,
     alpha: float,
+    fast_alpha: float,
     threshold: float,
+    fast_threshold: float,
     shrinkage: float,
     base_w: float,
     cov_w: float,
     recovery: float,
+    recovery_off: int,
     settle: int,
     alarm_on: int,
     alarm_off: int,
@@ -194,8 +287,9 @@ def asset_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
     out_residual: npt.NDArray[np.float64],
     work: npt.NDArray[np.float64],
 ) -> None:
-    """Advance every asset by one tick and write its outputs (``work``: 2 x k scratch)."""
+    """Advance every asset by one tick and write its outputs (``work``: 4 x k scratch)."""
     n_assets, k = values.shape
+    half = settle // 2
     for i in range(n_assets):
         n_ok = 0
         for j in range(k):
@@ -208,29 +302,43 @@ def asset_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
         if ist[CALIBRATED, i] == 0:
             if n_ok == k:
                 _commission(
-                    values, vec, mat, ist, i, commissioning, burn, alpha, shrinkage, work[0]
+                    values,
+                    vec,
+                    mat,
+                    ist,
+                    i,
+                    commissioning,
+                    burn,
+                    fast_burn,
+                    alpha,
+                    fast_alpha,
+                    shrinkage,
+                    work[0],
                 )
         elif n_ok > 0:
-            for j in range(k):
-                x = values[i, j]
-                if quality[i, j] == 0 and abs(x) <= MAX_ABS:
-                    vec[SMOOTH, i, j] += alpha * (x - vec[SMOOTH, i, j])
+            _smooth(values, quality, vec, i, SMOOTH, alpha)
+            _smooth(values, quality, vec, i, FAST, fast_alpha)
             if ist[SETTLE, i] > 0:
-                ist[SETTLE, i] -= 1
-                for j in range(k):
-                    vec[BASE, i, j] = vec[SMOOTH, i, j]
+                left = ist[SETTLE, i] - 1
+                ist[SETTLE, i] = left
+                for j in range(k):  # follow, then average over the second half
+                    if left >= half:
+                        vec[BASE, i, j] = vec[SMOOTH, i, j]
+                    else:
+                        vec[BASE, i, j] += (vec[SMOOTH, i, j] - vec[BASE, i, j]) / (half - left)
             else:
                 _score(
                     vec,
                     mat,
-                    fs,
                     ist,
                     i,
                     n_ok == k,
                     threshold,
+                    fast_threshold,
                     base_w,
                     cov_w,
                     recovery,
+                    recovery_off,
                     settle,
                     alarm_on,
                     alarm_off,
@@ -245,17 +353,67 @@ def asset_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
 
 
 @numba.njit(cache=True, nogil=True)
+def _quadratic(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    vec: npt.NDArray[np.float64],
+    mat: npt.NDArray[np.float64],
+    i: int,
+    row: int,
+    prec: int,
+    d: npt.NDArray[np.float64],
+    g: npt.NDArray[np.float64],
+) -> float:
+    """``d = vec[row] - baseline``, ``g = P d``; return ``max(0, d'g)``."""
+    k = d.shape[0]
+    for j in range(k):
+        d[j] = vec[row, i, j] - vec[BASE, i, j]
+    t2 = 0.0
+    for j in range(k):
+        acc = 0.0
+        for c in range(k):
+            acc += mat[prec, i, j, c] * d[c]
+        g[j] = acc
+        t2 += d[j] * acc
+    return max(t2, 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _signature_share(
+    vec: npt.NDArray[np.float64],
+    mat: npt.NDArray[np.float64],
+    ist: npt.NDArray[np.int64],
+    i: int,
+    work: npt.NDArray[np.float64],
+) -> float:
+    """Fold this tick's ``d`` into the ALARM's signature; the share of it the fast ``d`` holds."""
+    k = vec.shape[2]
+    n = ist[N_ALARM, i] + 1
+    ist[N_ALARM, i] = n
+    for j in range(k):
+        vec[SIG, i, j] += (work[0, j] - vec[SIG, i, j]) / n
+    q = 0.0  # s'P s
+    p = 0.0  # fast d'P s
+    for j in range(k):
+        acc = 0.0
+        for c in range(k):
+            acc += mat[PREC, i, j, c] * vec[SIG, i, c]
+        q += vec[SIG, i, j] * acc
+        p += work[2, j] * acc
+    return p / q if q > 0.0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
 def _score(  # noqa: PLR0917 - numba takes no keyword-only arguments
     vec: npt.NDArray[np.float64],
     mat: npt.NDArray[np.float64],
-    fs: npt.NDArray[np.float64],
     ist: npt.NDArray[np.int64],
     i: int,
     complete: bool,
     threshold: float,
+    fast_threshold: float,
     base_w: float,
     cov_w: float,
     recovery: float,
+    recovery_off: int,
     settle: int,
     alarm_on: int,
     alarm_off: int,
@@ -266,38 +424,38 @@ def _score(  # noqa: PLR0917 - numba takes no keyword-only arguments
     work: npt.NDArray[np.float64],
 ) -> None:
     k = vec.shape[2]
-    d = work[0]  # deviation from the baseline
+    d = work[0]  # deviation of the smoothed sample from the baseline
     g = work[1]  # precision times deviation
-    for j in range(k):
-        d[j] = vec[SMOOTH, i, j] - vec[BASE, i, j]
-    t2 = 0.0
-    for j in range(k):
-        acc = 0.0
-        for c in range(k):
-            acc += mat[PREC, i, j, c] * d[c]
-        g[j] = acc
-        t2 += d[j] * acc
-    t2 = max(t2, 0.0)
-    score = t2 / threshold
+    t2 = _quadratic(vec, mat, i, SMOOTH, PREC, d, g)
+    fast_t2 = _quadratic(vec, mat, i, FAST, FPREC, work[2], work[3])
+    score = max(t2 / threshold, fast_t2 / fast_threshold)
     was_alarm = ist[ALARM, i] == ALARMED
-    s = score
     if was_alarm:
-        fs[PEAK, i] = max(fs[PEAK, i], score)
-        s = score * CLEAR_LEVEL / max(CLEAR_LEVEL, recovery * recovery * fs[PEAK, i])
-    cleared = alarm_step(ist, ALARM, STREAK, i, s, alarm_on, alarm_off)
-    if not was_alarm and ist[ALARM, i] == ALARMED:
-        fs[PEAK, i] = score
+        faded = _signature_share(vec, mat, ist, i, work) < recovery
+        ist[RSTREAK, i] = ist[RSTREAK, i] + 1 if faded else 0
+    cleared = alarm_step(ist, ALARM, STREAK, i, score, alarm_on, alarm_off)
+    if was_alarm and not cleared and ist[RSTREAK, i] >= recovery_off:
+        ist[ALARM, i] = WARNING if score >= WARN_LEVEL else NORMAL  # as alarm_step clears
+        ist[STREAK, i] = 0
+        cleared = True
+    if cleared:
+        ist[N_ALARM, i] = 0
+        ist[RSTREAK, i] = 0
+    elif not was_alarm and ist[ALARM, i] == ALARMED:
+        ist[N_ALARM, i] = 1
+        ist[RSTREAK, i] = 0
+        for j in range(k):
+            vec[SIG, i, j] = d[j]
     for j in range(k):
         out_residual[i, j] = g[j] / mat[PREC, i, j, j]
         out_contribution[i, j] = d[j] * g[j] / t2 if t2 > 0.0 else 0.0
     out_score[i] = score
     out_t2[i] = t2
     if cleared:
-        fs[PEAK, i] = 0.0
         if settle > 0:
             ist[SETTLE, i] = settle
             ist[ALARM, i] = NORMAL
             for j in range(k):
                 vec[BASE, i, j] = vec[SMOOTH, i, j]
     elif complete and ist[ALARM, i] != ALARMED and score < 1.0:
-        _learn(vec, mat, ist, i, d, g, base_w, cov_w)
+        _learn(vec, mat, ist, i, work, base_w, cov_w)

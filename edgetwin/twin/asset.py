@@ -2,17 +2,20 @@
 
 Each asset has ``k`` points; a tick gives one sample ``x`` (k values). A value is *good* when
 its quality is GOOD (0) and it is finite with ``|x| <= 1e100``; a tick is *complete* when all
-``k`` values are good. Smoothing ``e`` is an exponentially weighted mean of the samples with
-``a = 1 - exp(-1 / smoothing)`` per tick (``a = 1`` for ``smoothing = 0``).
+``k`` values are good. Two exponentially weighted means of the samples are kept: the smoothed
+sample ``e`` with ``a = 1 - exp(-1 / smoothing)`` per tick and the fast one ``f`` with
+``a_f = 1 - exp(-1 / fast_smoothing)`` (``1`` for a time constant of 0).
 
 Commissioning: the first ``commissioning`` complete ticks calibrate the asset; ticks that are
-not complete are skipped. ``e`` starts at the first one's sample. Their mean ``m`` is kept, and
-after a burn-in of ``burn = min(int(3 smoothing), commissioning // 4)`` ticks each smoothed
-sample ``e`` feeds a running mean and covariance (population, divided by the count). At the
-end: ``S`` = that covariance with its off-diagonal entries multiplied by ``1 - shrinkage``
-(shrinkage toward the diagonal) and its diagonal raised to at least
-``max(1e-12, (1e-6 m_j)^2)`` (constant points keep a positive variance); ``P = S^-1``; the
-baseline is ``b = m``. Meanwhile outputs are zero, alarm NORMAL, initialized False.
+not complete are skipped. ``e`` and ``f`` start at the first one's sample. Their mean ``m`` is
+kept; after a burn-in of ``burn = min(int(3 smoothing), commissioning // 4)`` ticks each ``e``
+feeds a running mean and covariance (population, divided by the count), and after ``min(int(3
+fast_smoothing), commissioning // 4)`` ticks each ``f`` feeds another. At the end, for each of
+the two: ``S`` = that covariance with its off-diagonal entries multiplied by ``1 - shrinkage``
+(shrinkage toward the diagonal) and its diagonal raised to at least ``max(1e-12, (1e-6
+m_j)^2)`` (constant points keep a positive variance); ``P = S^-1`` (``S_f``, ``P_f`` for the
+fast one). The baseline is ``b = m``. Meanwhile outputs are zero, alarm NORMAL, initialized
+False.
 
 Why the smoothed covariance: anomalies that last minutes are found far better in ``e`` than in
 single samples, and the covariance of ``e`` measured on the commissioning data already holds
@@ -20,31 +23,44 @@ the autocorrelation of real signals. Those few hundred autocorrelated samples ar
 ``n_eff = (commissioning - burn) a / (2 - a)`` independent ones (AR(1) effective sample size),
 so the default threshold is Hotelling's prediction bound for a new observation given a mean and
 covariance estimated from ``n_eff`` samples (:func:`t2_bound`, 99 %), not a chi-square
-quantile, which would be over-confident.
+quantile, which would be over-confident. The fast statistic reacts within seconds to a clear
+step; its default ``fast_threshold`` is the same bound for its own ``n_eff`` at 99.9 %
+(it decorrelates faster, so it takes more looks; a ten times smaller tail keeps its false
+alarms in line), and when commissioning is too short for that bound the fast statistic never
+raises an alarm (its threshold is infinite).
 
 After commissioning, every tick with at least one good value: each good value updates its
-``e_j``; a bad value is imputed by the model's current ``e_j``, which then stays. Then, while
-re-learning (see below), ``b = e`` and the outputs are zero. Otherwise:
-``d = e - b``, ``g = P d``, ``t2 = max(0, d.g)``, ``score = t2 / threshold`` (1.0 is the alarm
+``e_j`` and ``f_j``; a bad value is imputed by the model's current ``e_j`` / ``f_j``, which
+then stay. Then, while re-learning (see below), the baseline follows and the outputs are zero.
+Otherwise: ``d = e - b``, ``g = P d``, ``t2 = max(0, d.g)``; ``d_f = f - b``, ``t2_f = max(0,
+d_f' P_f d_f)``; ``score = max(t2 / threshold, t2_f / fast_threshold)`` (1.0 is the alarm
 threshold); ``residual_j = g_j / P_jj`` (how far point j is from what the other points predict
 for it, in its own unit) and ``contribution_j = d_j g_j / t2`` (they sum to 1; one can be
 negative when a point offsets the others; all 0 when ``t2 = 0``).
 
-Alarm: the shared machine of :mod:`edgetwin.twin._detect` (ALARM after ``alarm_on``
-consecutive scores >= 1; clears after ``alarm_off`` consecutive ones below the clear level;
-WARNING at >= 0.5). In ALARM the clear level is relative: ``peak`` is the highest score since
-the ALARM was raised and the score is compared with ``max(0.8, recovery^2 peak)``, i.e. the
-alarm also clears once the deviation has fallen to ``recovery`` times its peak (the asset is
-recovering, possibly to a new operating point). When an ALARM clears and ``settle > 0`` the
-model re-learns where the asset now is: the clearing tick (its state set to NORMAL) and the
-next ``settle`` ticks with a good value set ``b = e``, and during those ticks the score is 0
-and the state NORMAL. With ``settle = 0`` nothing is re-learnt.
+Alarm: the shared machine of :mod:`edgetwin.twin._detect` on ``score`` (ALARM after
+``alarm_on`` consecutive scores >= 1; clears after ``alarm_off`` consecutive ones below the
+clear level; WARNING at >= 0.5). The ALARM's *signature* ``s`` is the mean of ``d`` over its
+ticks, the raising one included. On each later ALARM tick, before the machine, ``d`` is folded
+into ``s`` and the share of the signature the fast deviation still holds is ``r = d_f' P s / s'
+P s`` (0 when ``s' P s <= 0``); the alarm also clears, as the machine clears it (to WARNING at
+a score >= 0.5, else NORMAL), after ``recovery_off`` consecutive ALARM ticks with ``r <
+recovery``: the fault has faded to less than ``recovery`` of itself, the asset is recovering,
+possibly to a new operating point, and the fast mean sees it seconds before the score falls.
+When an ALARM clears and ``settle > 0`` the model re-learns where the asset now is: the
+clearing tick sets ``b = e`` and its state NORMAL; on each of the next ``settle`` ticks with a
+good value, with ``L`` of them left after it (``settle - 1`` down to 0) and ``h = settle //
+2``, ``b = e`` while ``L >= h``, then ``b += (e - b) / (h - L)``, so that the new baseline is
+the mean of ``e`` over the last ``h`` of them, not one noisy snapshot; during those ticks the
+score is 0 and the state NORMAL. With ``settle = 0`` nothing is re-learnt.
 
 Learning: on a complete tick that is not in ALARM with ``score < 1`` (and did not just clear an
-ALARM), after scoring: ``b += (e - b) / baseline_horizon``, and ``S = (1 - w) S + w d d'`` with
-``w = 1 / cov_horizon``, ``P`` following by a rank-1 (Sherman-Morrison) update and recomputed
-from ``S`` every 256 updates. A horizon of 0 freezes that part. A tick without any good value
-changes nothing (alarm state and counters stay) and outputs zeros. Outputs are always finite.
+ALARM), after scoring: ``b += (e - b) / baseline_horizon``, ``S = (1 - w) S + w d d'`` and
+``S_f = (1 - w) S_f + w d_f d_f'`` with ``w = 1 / cov_horizon`` (``d``, ``d_f`` from before
+``b`` moved), ``P`` and ``P_f`` following by rank-1 (Sherman-Morrison) updates and recomputed
+from ``S``, ``S_f`` every 256 updates. A horizon of 0 freezes that part. A tick without any good
+value changes nothing (alarm state and counters stay) and outputs zeros. Outputs are always
+finite.
 """
 
 from __future__ import annotations
@@ -64,13 +80,14 @@ from edgetwin.twin._detect import ALARMED
 from edgetwin.twin._validate import as_quality, as_values, finite_float, positive_int
 
 BOUND_PROBABILITY = 0.99  # coverage of the default threshold (Hotelling prediction bound)
+FAST_BOUND_PROBABILITY = 0.999  # the same for the default fast_threshold
 
 
 @dataclass(frozen=True, slots=True)
 class AssetOutput:
     """Per-asset output of one update; the arrays are fresh and safe to keep."""
 
-    score: FloatArray  # (n_assets,) t2 / threshold
+    score: FloatArray  # (n_assets,) max(t2 / threshold, fast t2 / fast_threshold)
     t2: FloatArray  # (n_assets,)
     alarm: npt.NDArray[np.uint8]  # (n_assets,) Alarm
     initialized: npt.NDArray[np.bool_]  # (n_assets,) commissioning has ended
@@ -154,6 +171,9 @@ class AssetEstimator:
         settle: int = 120,
         alarm_on: int = 3,
         alarm_off: int = 30,
+        fast_smoothing: float = 3.0,
+        fast_threshold: float | None = None,
+        recovery_off: int = 5,
     ) -> None:
         self._n = positive_int("n_assets", n_assets, 1)
         self._k = positive_int("n_points", n_points, 1)
@@ -171,6 +191,17 @@ class AssetEstimator:
                 )
             threshold = t2_bound(self._k, n_eff)
         self._threshold = finite_float("threshold", threshold, allow_zero=False)
+        fast_smoothing = finite_float("fast_smoothing", fast_smoothing, allow_zero=True)
+        self._fast_alpha = smoothing_alpha(fast_smoothing)
+        self._fast_burn = burn_in(self._commissioning, fast_smoothing)
+        if fast_threshold is None:
+            n_fast = effective_samples(self._commissioning, fast_smoothing)
+            fast = math.inf
+            if n_fast > self._k + 1:
+                fast = t2_bound(self._k, n_fast, FAST_BOUND_PROBABILITY)
+        else:
+            fast = finite_float("fast_threshold", fast_threshold, allow_zero=False)
+        self._fast_threshold = fast
         self._shrinkage = finite_float("shrinkage", shrinkage, allow_zero=False)
         if self._shrinkage > 1.0:
             raise ValueError(f"shrinkage must be <= 1, got {shrinkage!r}")
@@ -179,14 +210,14 @@ class AssetEstimator:
         self._recovery = finite_float("recovery", recovery, allow_zero=True)
         if self._recovery >= 1.0:
             raise ValueError(f"recovery must be < 1, got {recovery!r}")
+        self._recovery_off = positive_int("recovery_off", recovery_off, 1)
         self._settle = positive_int("settle", settle, 0)
         self._alarm_on = positive_int("alarm_on", alarm_on, 1)
         self._alarm_off = positive_int("alarm_off", alarm_off, 1)
         self._vec = np.zeros((_k.N_VEC, self._n, self._k), dtype=np.float64)
         self._mat = np.zeros((_k.N_MAT, self._n, self._k, self._k), dtype=np.float64)
-        self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
         self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
-        self._work = np.zeros((2, self._k), dtype=np.float64)
+        self._work = np.zeros((4, self._k), dtype=np.float64)
 
     @property
     def n_assets(self) -> int:
@@ -202,6 +233,11 @@ class AssetEstimator:
     def threshold(self) -> float:
         """The t2 that scores 1.0."""
         return self._threshold
+
+    @property
+    def fast_threshold(self) -> float:
+        """The fast statistic's t2 that scores 1.0 (inf: it never raises an alarm)."""
+        return self._fast_threshold
 
     def update(self, values: npt.ArrayLike, quality: npt.ArrayLike) -> AssetOutput:
         """Advance every asset one tick: float64 values, uint16 quality, (n_assets, n_points)."""
@@ -221,16 +257,19 @@ class AssetEstimator:
             qual,
             self._vec,
             self._mat,
-            self._fs,
             self._ist,
             self._commissioning,
             self._burn,
+            self._fast_burn,
             self._alpha,
+            self._fast_alpha,
             self._threshold,
+            self._fast_threshold,
             self._shrinkage,
             self._base_w,
             self._cov_w,
             self._recovery,
+            self._recovery_off,
             self._settle,
             self._alarm_on,
             self._alarm_off,
@@ -272,15 +311,14 @@ class AssetEstimator:
                         f"state[{name!r}] must have shape {src.shape[1:]}, got {arr.shape}"
                     )
                 dst[row] = arr
-        vec, mat, fs, ist = new
-        _check_state(vec, mat, fs, ist)
-        self._vec, self._mat, self._fs, self._ist = vec, mat, fs, ist
+        vec, mat, ist = new
+        _check_state(vec, mat, ist)
+        self._vec, self._mat, self._ist = vec, mat, ist
 
     def _parts(self) -> list[tuple[npt.NDArray[Any], tuple[str, ...]]]:
         return [
             (self._vec, _k.VEC_FIELDS),
             (self._mat, _k.MAT_FIELDS),
-            (self._fs, _k.FLOAT_FIELDS),
             (self._ist, _k.INT_FIELDS),
         ]
 
@@ -299,13 +337,9 @@ def _as_2d(name: str, arr_like: npt.ArrayLike, shape: tuple[int, int], check: An
     return check(arr.reshape(-1), arr.size).reshape(shape)
 
 
-def _check_state(
-    vec: FloatArray, mat: FloatArray, fs: FloatArray, ist: npt.NDArray[np.int64]
-) -> None:
-    if not (np.isfinite(vec).all() and np.isfinite(mat).all() and np.isfinite(fs).all()):
+def _check_state(vec: FloatArray, mat: FloatArray, ist: npt.NDArray[np.int64]) -> None:
+    if not (np.isfinite(vec).all() and np.isfinite(mat).all()):
         raise ValueError("state holds non-finite floats")
-    if (fs[_k.PEAK] < 0.0).any():
-        raise ValueError("state['peak'] must be >= 0")
     limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED, _k.UPDATES: _k.REFRESH - 1}
     for row, name in enumerate(_k.INT_FIELDS):
         if (ist[row] < 0).any() or (row in limits and (ist[row] > limits[row]).any()):
@@ -313,7 +347,7 @@ def _check_state(
     if (ist[_k.N_SMOOTH] > ist[_k.N_GOOD]).any():
         raise ValueError("state['n_smoothed'] exceeds state['n_good']")
     for i in np.flatnonzero(ist[_k.CALIBRATED] == 1):
-        for row in (_k.COV, _k.PREC):
+        for row in (_k.COV, _k.PREC, _k.FCOV, _k.FPREC):
             m = mat[row, i]
             if not np.allclose(m, m.T, rtol=1e-9, atol=0.0):
                 raise ValueError(f"state[{_k.MAT_FIELDS[row]!r}] of asset {i} is not symmetric")

@@ -235,6 +235,7 @@ CASES = [
             ("assets[1].points", "B", ["polled together", "'temp' every 10.0 s"]),
             ("assets[2].points[1]", "C", ["'haed' is not a point of device 'pump1'", "'head'"]),
             ("assets[3].name", "D", ["duplicate asset name 'thermal'", "assets[1]"]),
+            ("assets[4].commissioning", "E", ["independent samples", "lengthen commissioning"]),
         ],
     ),
     (

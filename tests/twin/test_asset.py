@@ -46,34 +46,48 @@ class ReferenceAsset:
         settle: int = 120,
         alarm_on: int = 3,
         alarm_off: int = 30,
+        fast_smoothing: float = 3.0,
+        fast_threshold: float | None = None,
+        recovery_off: int = 5,
     ) -> None:
         self.k = k
         self.commissioning = commissioning
         self.alpha = 1.0 if smoothing == 0 else 1.0 - math.exp(-1.0 / smoothing)
+        self.fast_alpha = 1.0 if fast_smoothing == 0 else 1.0 - math.exp(-1.0 / fast_smoothing)
         self.burn = min(int(3 * smoothing), commissioning // 4)
+        self.fast_burn = min(int(3 * fast_smoothing), commissioning // 4)
         assert threshold is not None
         self.threshold = threshold
+        if fast_threshold is None:
+            a = self.fast_alpha
+            n_fast = (commissioning - self.fast_burn) * a / (2 - a)
+            fast_threshold = t2_bound(k, n_fast, 0.999) if n_fast > k + 1 else math.inf
+        self.fast_threshold = fast_threshold
         self.shrinkage = shrinkage
         self.base_w = 0.0 if baseline_horizon == 0 else 1.0 / baseline_horizon
         self.cov_w = 0.0 if cov_horizon == 0 else 1.0 / cov_horizon
         self.recovery = recovery
+        self.recovery_off = recovery_off
         self.settle = settle
         self.alarm_on = alarm_on
         self.alarm_off = alarm_off
         self.n = 0
-        self.mean = np.zeros(k)
-        self.m = 0
-        self.smean = np.zeros(k)
-        self.m2 = np.zeros((k, k))
+        self.mean = np.zeros(k)  # running mean of the commissioning samples
+        self.smoothed: list[np.ndarray] = []  # e after the burn-in
+        self.fast: list[np.ndarray] = []  # f after its burn-in
         self.e = np.zeros(k)
+        self.f = np.zeros(k)
         self.b = np.zeros(k)
         self.cov = np.eye(k)
+        self.fast_cov = np.eye(k)
         self.calibrated = False
         self.alarm = Alarm.NORMAL
         self.streak = 0
-        self.peak = 0.0
+        self.recovering = 0
+        self.signature = np.zeros(k)
+        self.n_alarm = 0
         self.settle_left = 0
-        self.margin = math.inf  # closest a score came to a decision boundary
+        self.margin = math.inf  # closest a statistic came to a decision boundary
 
     def step(self, x: np.ndarray, q: np.ndarray) -> tuple[Any, ...]:
         k = self.k
@@ -87,16 +101,20 @@ class ReferenceAsset:
         if not good.any():
             return zeros
         self.e[good] += self.alpha * (x[good] - self.e[good])
+        self.f[good] += self.fast_alpha * (x[good] - self.f[good])
         if self.settle_left > 0:
             self.settle_left -= 1
-            self.b = self.e.copy()
+            left, half = self.settle_left, self.settle // 2
+            self.b = self.e.copy() if left >= half else self.b + (self.e - self.b) / (half - left)
             return zeros
-        prec = np.linalg.inv(self.cov)
+        prec = self.inverse(self.cov)
         d = self.e - self.b
         g = prec @ d
         t2 = max(0.0, float(d @ g))
-        score = t2 / self.threshold
-        cleared = self.alarm_machine(score)
+        df = self.f - self.b
+        fast_t2 = max(0.0, float(df @ self.inverse(self.fast_cov) @ df))
+        score = max(t2 / self.threshold, fast_t2 / self.fast_threshold)
+        cleared = self.alarm_machine(score, d, df, prec)
         if cleared and self.settle > 0:
             self.settle_left = self.settle
             self.alarm = Alarm.NORMAL
@@ -104,39 +122,52 @@ class ReferenceAsset:
         elif not cleared and good.all() and self.alarm != Alarm.ALARM and score < 1:
             self.b = self.b + self.base_w * (self.e - self.b)
             self.cov = (1 - self.cov_w) * self.cov + self.cov_w * np.outer(d, d)
+            self.fast_cov = (1 - self.cov_w) * self.fast_cov + self.cov_w * np.outer(df, df)
         contribution = d * g / t2 if t2 > 0 else np.zeros(k)
-        residual = g / np.diag(prec)
+        with np.errstate(invalid="ignore", divide="ignore"):  # only for data not compared
+            residual = g / np.diag(prec)
         return score, t2, int(self.alarm), True, contribution, residual
 
     def commission(self, x: np.ndarray) -> None:
-        self.n += 1
-        self.mean += (x - self.mean) / self.n
-        self.e = x.copy() if self.n == 1 else self.e + self.alpha * (x - self.e)
-        if self.n > self.burn:  # running mean and co-moment of the smoothed samples
-            self.m += 1
-            delta = self.e - self.smean
-            self.smean += delta / self.m
-            self.m2 += (self.m - 1) / self.m * np.outer(delta, delta)
-        if self.n < self.commissioning:
+        self.n = n = self.n + 1
+        self.mean += (x - self.mean) / n
+        self.e = x.copy() if n == 1 else self.e + self.alpha * (x - self.e)
+        self.f = x.copy() if n == 1 else self.f + self.fast_alpha * (x - self.f)
+        if n > self.burn:
+            self.smoothed.append(self.e.copy())
+        if n > self.fast_burn:
+            self.fast.append(self.f.copy())
+        if n < self.commissioning:
             return
-        cov = self.m2 / self.m
         floor = np.maximum(1e-12, (1e-6 * self.mean) ** 2)
-        self.cov = (1 - self.shrinkage) * cov
-        np.fill_diagonal(self.cov, np.maximum(np.diag(cov), floor))
+
+        def covariance(rows: list[np.ndarray]) -> np.ndarray:
+            cov = np.cov(np.array(rows).T, bias=True).reshape(self.k, self.k)
+            out = (1 - self.shrinkage) * cov
+            np.fill_diagonal(out, np.maximum(np.diag(cov), floor))
+            return out
+
+        self.cov = covariance(self.smoothed)
+        self.fast_cov = covariance(self.fast)
         self.b = self.mean.copy()
         self.calibrated = True
 
-    def alarm_machine(self, score: float) -> bool:
+    def alarm_machine(self, score: float, d: np.ndarray, df: np.ndarray, prec: np.ndarray) -> bool:
         """The documented alarm machine; True when an ALARM clears at this tick."""
         if self.alarm == Alarm.ALARM:
-            self.peak = max(self.peak, score)
-            level = max(0.8, self.recovery**2 * self.peak)
-            self.note(score, level)
-            self.streak = self.streak + 1 if score < level else 0
-            if self.streak >= self.alarm_off:
-                self.alarm = Alarm.WARNING if score >= 0.5 * level / 0.8 else Alarm.NORMAL
+            self.n_alarm += 1
+            self.signature = self.signature + (d - self.signature) / self.n_alarm
+            s = self.signature
+            q = float(s @ prec @ s)
+            r = float(df @ prec @ s) / q if q > 0 else 0.0
+            self.note(r, self.recovery)
+            self.recovering = self.recovering + 1 if r < self.recovery else 0
+            self.note(score, 0.8)
+            self.streak = self.streak + 1 if score < 0.8 else 0
+            if self.streak >= self.alarm_off or self.recovering >= self.recovery_off:
+                self.note(score, 0.5)
+                self.alarm = Alarm.WARNING if score >= 0.5 else Alarm.NORMAL
                 self.streak = 0
-                self.peak = 0.0
                 return True
             return False
         self.note(score, 1.0)
@@ -145,13 +176,23 @@ class ReferenceAsset:
         if self.streak >= self.alarm_on:
             self.alarm = Alarm.ALARM
             self.streak = 0
-            self.peak = score
+            self.recovering = 0
+            self.signature = d.copy()
+            self.n_alarm = 1
         else:
             self.alarm = Alarm.WARNING if score >= 0.5 else Alarm.NORMAL
         return False
 
-    def note(self, score: float, level: float) -> None:
-        self.margin = min(self.margin, abs(score - level) / max(level, 1e-300))
+    def inverse(self, cov: np.ndarray) -> np.ndarray:
+        """P = S^-1; a nearly singular S (learnt from one repeated deviation) is not comparable."""
+        scale = 1.0 / np.sqrt(np.diag(cov))
+        if not np.linalg.cond(cov * np.outer(scale, scale)) < 1e8:  # of the correlation
+            self.margin = 0.0  # rounding decides the result: such data are not compared
+            return np.linalg.pinv(cov)
+        return np.linalg.inv(cov)
+
+    def note(self, value: float, level: float) -> None:
+        self.margin = min(self.margin, abs(value - level) / max(abs(level), 1e-3))
 
 
 def run_reference(
@@ -216,7 +257,15 @@ def correlated(
     return 10.0 + common + rng.normal(0.0, 0.5, (ticks, n, k))
 
 
-SMALL = {"commissioning": 40, "smoothing": 3.0, "threshold": 12.5, "settle": 7}
+SMALL = {
+    "commissioning": 40,
+    "smoothing": 3.0,
+    "threshold": 12.5,
+    "settle": 7,
+    "fast_smoothing": 1.0,
+    "fast_threshold": 20.0,
+    "recovery_off": 3,
+}
 
 # ---------------------------------------------------------------------------------------------
 # Kernel against reference
@@ -307,6 +356,9 @@ def batches(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         "settle": draw(st.integers(0, 4)),
         "alarm_on": draw(st.integers(1, 3)),
         "alarm_off": draw(st.integers(1, 3)),
+        "fast_smoothing": draw(st.sampled_from([0.0, 0.4, 1.5])),
+        "fast_threshold": draw(st.one_of(st.none(), st.floats(0.3, 30.0))),
+        "recovery_off": draw(st.integers(1, 3)),
     }
     return x, qual, params
 
@@ -318,7 +370,7 @@ def test_hypothesis_arrays_match_reference(
 ) -> None:
     x, qual, params = batch
     want, margin = run_reference(x, qual, **params)
-    assume(margin > 1e-6)  # rounding may fall either side of a boundary
+    assume(margin > 1e-6)  # rounding may fall either side of a boundary, or decide it all
     assert_same(run_kernel(x, qual, **params), want)
 
 
@@ -366,9 +418,39 @@ def test_alarm_clears_on_recovery_to_a_new_operating_point_and_relearns() -> Non
     assert (alarm[820:1000] == Alarm.ALARM).all()
     assert not (alarm[1100:] == Alarm.ALARM).any()
     cleared = 1000 + int(np.argmax(alarm[1000:] != Alarm.ALARM))
-    assert got["score"][cleared, 0] > 1.0  # cleared by recovery from the peak, not by level
+    assert got["score"][cleared, 0] > 1.0  # cleared as the fault's signature faded, not by level
     assert (got["score"][cleared + 1 : cleared + 121, 0] == 0.0).all()  # re-learning
     assert (got["score"][cleared + 121 :, 0] > 0.0).all()
+
+
+def test_fast_statistic_raises_a_step_seconds_before_the_smoothed_score() -> None:
+    rng = np.random.default_rng(14)
+    x = correlated(rng, 1600, 1, 4)
+    x[1300:, 0, 1] += 3.0  # a step of six noise sigmas in one point
+    params = {"alarm_on": 1, "smoothing": 30.0, "commissioning": 1200}
+    slow_only = run_kernel(x, good(x.shape), **params, fast_threshold=1e300)["alarm"][:, 0]
+    both = run_kernel(x, good(x.shape), **params)["alarm"][:, 0]
+    assert not (both[:1300] == Alarm.ALARM).any()
+    assert (slow_only[1300:] == Alarm.ALARM).any()
+    first_slow = int(np.argmax(slow_only[1300:] == Alarm.ALARM))
+    first_both = int(np.argmax(both[1300:] == Alarm.ALARM))
+    assert first_both + 4 <= first_slow
+
+
+def test_an_alarm_clears_once_its_signature_has_faded() -> None:
+    rng = np.random.default_rng(15)
+    x = correlated(rng, 1200, 1, 3)
+    x[800:1000, 0, 2] += 8.0  # the fault, then the asset is back where it was
+    params = {"alarm_on": 1, "alarm_off": 10_000}  # only the recovery rule can clear
+    got = run_kernel(x, good(x.shape), **params, recovery_off=4)
+    alarm = got["alarm"][:, 0]
+    assert (alarm[810:1000] == Alarm.ALARM).all()
+    cleared = 1000 + int(np.argmax(alarm[1000:] != Alarm.ALARM))
+    assert 1000 + 4 <= cleared <= 1000 + 12  # a fast mean of 3 s halves it in about 2 s
+    later = run_kernel(x, good(x.shape), **params, recovery_off=40)["alarm"][:, 0]
+    assert (later[1000 : cleared + 30] == Alarm.ALARM).all()  # needs 40 faded ticks in a row
+    held = run_kernel(x, good(x.shape), **params, recovery_off=10_000)["alarm"][:, 0]
+    assert (held[810:] == Alarm.ALARM).all()  # without the rule nothing clears it
 
 
 def test_bad_values_are_imputed_and_not_learnt() -> None:
@@ -430,6 +512,21 @@ def test_default_threshold_is_the_hotelling_bound() -> None:
     n_eff = effective_samples(400, 10.0)
     assert n_eff == pytest.approx(370 * (1 - math.exp(-0.1)) / (1 + math.exp(-0.1)))
     assert est.threshold == pytest.approx(t2_bound(6, n_eff, 0.99))
+    n_fast = effective_samples(400, 3.0)
+    assert n_fast == pytest.approx(391 * (1 - math.exp(-1 / 3)) / (1 + math.exp(-1 / 3)))
+    assert est.fast_threshold == pytest.approx(t2_bound(6, n_fast, 0.999))
+
+
+def test_fast_statistic_stays_out_when_commissioning_cannot_bound_it() -> None:
+    est = AssetEstimator(1, 8, commissioning=40, threshold=30.0)  # 5 effective samples
+    assert est.fast_threshold == math.inf
+    rng = np.random.default_rng(13)
+    x = correlated(rng, 120, 1, 8)
+    x[80:, 0, 3] += 50.0
+    got = run_kernel(x, good(x.shape), est=est)
+    slow = got["t2"][:, 0] / 30.0
+    np.testing.assert_array_equal(got["score"][:, 0], slow)  # the fast part scores 0
+    assert (got["alarm"][:, 0] == Alarm.ALARM).any()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,15 +567,17 @@ def calibrated_state() -> tuple[AssetEstimator, dict[str, np.ndarray]]:
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
-        (lambda s: s.pop("peak"), "missing"),
+        (lambda s: s.pop("signature"), "missing"),
         (lambda s: s.update(extra=np.zeros(2)), "unexpected"),
-        (lambda s: s.update(peak=s["peak"].astype(np.float32)), "float64"),
+        (lambda s: s.update(signature=s["signature"].astype(np.float32)), "float64"),
         (lambda s: s.update(alarm=s["alarm"].astype(np.float64)), "int64"),
-        (lambda s: s.update(peak=[0.0, 0.0]), "float64"),
+        (lambda s: s.update(fast=[[0.0] * 3] * 2), "float64"),
         (lambda s: s.update(baseline=np.zeros((2, 4))), "shape"),
         (lambda s: s.update(precision=np.zeros((2, 3))), "shape"),
         (lambda s: s["smoothed"].__setitem__((0, 1), np.nan), "non-finite"),
-        (lambda s: s["peak"].__setitem__(0, -1.0), "peak"),
+        (lambda s: s["fast_mean"].__setitem__((1, 2), np.inf), "non-finite"),
+        (lambda s: s["n_alarm"].__setitem__(0, -1), "n_alarm"),
+        (lambda s: s["recovering"].__setitem__(1, -2), "recovering"),
         (lambda s: s["alarm"].__setitem__(1, 3), "alarm"),
         (lambda s: s["streak"].__setitem__(0, -1), "streak"),
         (lambda s: s["calibrated"].__setitem__(0, 2), "calibrated"),
@@ -486,6 +585,8 @@ def calibrated_state() -> tuple[AssetEstimator, dict[str, np.ndarray]]:
         (lambda s: s["n_smoothed"].__setitem__(0, 10**6), "n_smoothed"),
         (lambda s: s["covariance"].__setitem__((0, 0, 1), 99.0), "symmetric"),
         (lambda s: s["precision"].__setitem__((1, 2, 2), -5.0), "positive definite"),
+        (lambda s: s["fast_covariance"].__setitem__((1, 0, 2), 9.0), "symmetric"),
+        (lambda s: s["fast_precision"].__setitem__((0, 1, 1), -1.0), "positive definite"),
     ],
 )
 def test_bad_state_is_rejected_without_change(mutate: Any, match: str) -> None:
@@ -522,6 +623,12 @@ def test_bad_state_is_rejected_without_change(mutate: Any, match: str) -> None:
         ({"settle": -1}, "settle"),
         ({"alarm_on": 0}, "alarm_on"),
         ({"alarm_off": True}, "alarm_off"),
+        ({"fast_smoothing": -0.5}, "fast_smoothing"),
+        ({"fast_smoothing": math.inf}, "fast_smoothing"),
+        ({"fast_threshold": 0.0}, "fast_threshold"),
+        ({"fast_threshold": math.nan}, "fast_threshold"),
+        ({"recovery_off": 0}, "recovery_off"),
+        ({"recovery_off": 2.0}, "recovery_off"),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs: dict[str, Any], match: str) -> None:
