@@ -476,7 +476,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_warmup(_: argparse.Namespace) -> int:
-    from edgetwin.twin.level import warmup  # noqa: PLC0415
+    from edgetwin.twin import warmup  # noqa: PLC0415
 
     t0 = time.perf_counter()
     warmup()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from edgetwin.runtime.metrics import (
 )
 from edgetwin.runtime.twin_stage import AlarmChange, TwinStage
 from edgetwin.storage.outbox import Outbox
-from edgetwin.twin.level import warmup
+from edgetwin.storage.twin_state import TwinStateStore
+from edgetwin.twin import warmup
 from edgetwin.uplink.codec import (
     Birth,
     PointInfo,
@@ -96,6 +98,14 @@ def _rows(batch: TwinBatch, mask: np.ndarray) -> TwinBatch:
     )
 
 
+def _top(contributions: dict[str, float] | None) -> str:
+    """The main contributors of an asset alarm, for the log line."""
+    if not contributions:
+        return ""
+    top = sorted(contributions.items(), key=lambda kv: -kv[1])[:3]
+    return " from " + ", ".join(f"{p} {share:.0%}" for p, share in top)
+
+
 @dataclass
 class GatewayStats:
     """Counters a test, the demo or a status page can read."""
@@ -125,6 +135,7 @@ class Gateway:
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.gateway.id)
         self.stats = GatewayStats()
         self.twin = TwinStage(cfg)
+        self.twin_store = TwinStateStore(cfg.gateway.state_dir / "twin.sqlite")
         self.readings: asyncio.Queue[_Item] = asyncio.Queue()
         self._ready = asyncio.Event()  # set whenever something is queued
         self.outbox = Outbox(
@@ -367,6 +378,7 @@ class Gateway:
         up = self.cfg.uplink
         flush_at = loop.time() + up.frame_interval
         snapshot_at = loop.time() + up.snapshot_every
+        persist_at = loop.time() + self.cfg.twin.persist_interval
         while True:
             items = await self._next_items(flush_at if self._pending else None)
             rebirth = any(isinstance(i, _Rebirth) for i in items)
@@ -378,6 +390,10 @@ class Gateway:
                 self.stats.rebirths += 1
             changes = await self._off_loop(self._process, items) if items else []
             self.watchdog.progress("twin")
+            if loop.time() >= persist_at:
+                # The twin task is the only one that steps the twin: the state is consistent.
+                await asyncio.to_thread(self._save_twin)
+                persist_at = loop.time() + self.cfg.twin.persist_interval
             self._put_alarms(changes)
             end = any(isinstance(i, _End) for i in items)
             now = loop.time()
@@ -398,35 +414,56 @@ class Gateway:
 
     def _put_alarms(self, changes: list[AlarmChange]) -> None:
         for c in changes:
+            what = f"{c.device}/{c.point}" if c.point is not None else f"asset {c.asset}"
             if Alarm.ALARM in (c.before, c.after):
                 log.info(
-                    "alarm %s/%s: %s -> %s (score %.2f)",
-                    c.device,
-                    c.point,
+                    "alarm %s: %s -> %s (score %.2f, %s)%s",
+                    what,
                     c.before.name,
                     c.after.name,
                     c.score,
+                    c.severity,
+                    _top(c.contributions),
                 )
-            self._put_event(
-                {
-                    "type": "alarm",
-                    "device": c.device,
-                    "point": c.point,
-                    "index": c.index,
-                    "alarm": int(c.after),
-                    "previous": int(c.before),
-                    "value": c.value if math.isfinite(c.value) else None,
-                    "estimate": c.estimate,
-                    "score": c.score,
-                }
-            )
+            event: dict[str, object] = {"type": "alarm", "device": c.device}
+            if c.point is not None:
+                event |= {"point": c.point, "index": c.index}
+            else:
+                event |= {"asset": c.asset, "contributions": c.contributions}
+            event |= {"alarm": int(c.after), "previous": int(c.before), "score": c.score}
+            if c.after == Alarm.ALARM:
+                event["severity"] = c.severity
+            if c.point is not None:
+                finite = c.value is not None and math.isfinite(c.value)
+                event |= {"value": c.value if finite else None, "estimate": c.estimate}
+            self._put_event(event)
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _restore_twin(self) -> None:
+        report = self.twin_store.restore(self.twin.groups())
+        if report.resumed:
+            age = time.time() - (report.saved_at or time.time())
+            log.info(
+                "twin state resumed from %s (saved %.0f s ago): %s",
+                self.twin_store.path,
+                age,
+                ", ".join(f"{k} ({n} points)" for k, n in report.resumed.items()),
+            )
+        for key, why in report.fresh.items():
+            log.info("twin %s commissions afresh: %s", key, why)
+
+    def _save_twin(self) -> None:
+        try:
+            self.twin_store.save(self.twin.groups())
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cannot save the twin state to %s: %s", self.twin_store.path, exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
         async with systemd.extending_timeout():
             await asyncio.to_thread(warmup)
+            await asyncio.to_thread(self._restore_twin)
         await self.outbox.open()
         try:
             self.outbox.put(
@@ -463,6 +500,7 @@ class Gateway:
                 await asyncio.gather(*polls)
                 self._enqueue(_End())
                 await twin
+                await asyncio.to_thread(self._save_twin)
                 await self.outbox.flush()
                 depth = self.outbox.stats().depth
                 log.info("stopping: delivering %d queued messages", depth)

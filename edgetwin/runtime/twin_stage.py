@@ -7,65 +7,65 @@ release the GIL); one call at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from edgetwin.config.schema import Config, TwinConfig
+from edgetwin.config.schema import AssetConfig, Config, DeviceConfig, TwinConfig
 from edgetwin.core.types import Alarm, DeviceReading, Quality, TwinBatch
-from edgetwin.twin.level import LevelEstimator
+from edgetwin.runtime.twin_groups import AssetGroup, PointGroup
+
+Severity = Literal["minor", "major", "critical"]
+
+
+def severity(score: float, twin: TwinConfig) -> Severity:
+    """How far over its threshold an alarm is: minor, major (>= twin.major), critical."""
+    if score >= twin.critical:
+        return "critical"
+    return "major" if score >= twin.major else "minor"
 
 
 @dataclass(frozen=True, slots=True)
 class AlarmChange:
-    """A point whose alarm state changed at this tick."""
+    """A point or an asset whose alarm state changed at this tick."""
 
     device: str
-    point: str
-    index: int
+    point: str | None  # None for an asset
+    index: int | None
     before: Alarm
     after: Alarm
     ts: float
-    value: float
-    estimate: float
+    value: float | None
+    estimate: float | None
     score: float
-
-
-class _Group:
-    """The twinned points of one rate group and their estimator."""
-
-    def __init__(self, points: np.ndarray, twin: TwinConfig) -> None:
-        self.points = points  # device point indexes, ascending
-        self.estimator = LevelEstimator(
-            len(points),
-            commissioning=twin.commissioning,
-            threshold=twin.threshold,
-            cusum_k=twin.cusum_k,
-            cusum_h=twin.cusum_h,
-            alarm_on=twin.alarm_on,
-            alarm_off=twin.alarm_off,
-        )
+    severity: Severity
+    asset: str | None = None
+    contributions: dict[str, float] | None = None
 
 
 class _DeviceTwin:
-    def __init__(
-        self,
-        names: list[str],
-        models: Sequence[str],
-        periods: Sequence[float],
-        first: int,
-        twin: TwinConfig,
-    ) -> None:
+    def __init__(self, dev: DeviceConfig, first: int, twin: TwinConfig) -> None:
+        names = [p.name for p in dev.points]
         n = len(names)
         self.names = names
         self.first = first
-        level = np.array([m == "level" for m in models], dtype=bool)
-        per = np.asarray(periods, dtype=np.float64)
-        self.groups = [
-            _Group(np.flatnonzero(level & (per == p)), twin)
-            for p in sorted(set(per[level].tolist()))
-        ]
+        pos = {name: i for i, name in enumerate(names)}
+        keys = [(p.model, p.interval or dev.interval) for p in dev.points]
+        self.groups: list[PointGroup | AssetGroup] = []
+        for model, period in sorted(set(keys)):
+            if model == "none":
+                continue
+            pts = np.array([i for i, k in enumerate(keys) if k == (model, period)], dtype=np.intp)
+            inputs = None
+            if model == "lag":
+                inputs = np.array([pos[str(dev.points[i].input)] for i in pts], dtype=np.intp)
+            self.groups.append(
+                PointGroup(
+                    dev.name, model, period, points=pts, names=names, twin=twin, inputs=inputs
+                )
+            )
+        self.assets: list[AssetGroup] = []
         self.value = np.full(n, np.nan)
         self.estimate = np.zeros(n)
         self.score = np.zeros(n)
@@ -74,6 +74,12 @@ class _DeviceTwin:
         self.quality = np.full(n, int(Quality.STALE), dtype=np.uint16)
         self.ts = np.zeros(n)
         self.seen = np.zeros(n, dtype=bool)
+
+    def add_asset(self, asset: AssetConfig) -> None:
+        pos = {name: i for i, name in enumerate(self.names)}
+        group = AssetGroup(asset, np.array([pos[p] for p in asset.points], np.intp))
+        self.assets.append(group)
+        self.groups.append(group)
 
     def step(self, r: DeviceReading) -> tuple[np.ndarray, TwinBatch]:
         """Update the points in ``r``; return their device indexes and the batch."""
@@ -91,15 +97,9 @@ class _DeviceTwin:
         polled = np.zeros(len(self.names), dtype=bool)
         polled[idx] = True
         for g in self.groups:
-            if not polled[g.points].any():
-                continue
             # A group is always polled whole; anything missing is predicted, not measured.
-            quality = np.where(polled[g.points], self.quality[g.points], int(Quality.STALE))
-            out = g.estimator.update(self.value[g.points], quality.astype(np.uint16))
-            self.estimate[g.points] = out.estimate
-            self.score[g.points] = out.score
-            self.nis[g.points] = np.where(polled[g.points], out.nis, np.nan)
-            self.alarm[g.points] = out.alarm
+            if polled[g.points].any():
+                g.update(self, polled)
         return idx, self._batch(idx)
 
     def _batch(self, idx: np.ndarray) -> TwinBatch:
@@ -122,23 +122,25 @@ class TwinStage:
     """All devices' twins, and the latest state of every point for snapshots."""
 
     def __init__(self, cfg: Config) -> None:
+        self.twin = cfg.twin
         self.devices: dict[str, _DeviceTwin] = {}
         first = 0
         for dev in cfg.devices:
-            self.devices[dev.name] = _DeviceTwin(
-                [p.name for p in dev.points],
-                [p.model for p in dev.points],
-                [p.interval or dev.interval for p in dev.points],
-                first,
-                cfg.twin,
-            )
+            self.devices[dev.name] = _DeviceTwin(dev, first, cfg.twin)
             first += len(dev.points)
+        for asset in cfg.assets:
+            self.devices[asset.device].add_asset(asset)
         self.n_points = first
+
+    def groups(self) -> list[PointGroup | AssetGroup]:
+        """Every model group of every device (for persistence)."""
+        return [g for t in self.devices.values() for g in t.groups]
 
     def step(self, reading: DeviceReading) -> tuple[TwinBatch, np.ndarray, list[AlarmChange]]:
         """Update the device's twin with one reading; return its batch, NIS and alarm changes."""
         twin = self.devices[reading.device]
         before = twin.alarm.copy()
+        assets_before = [a.alarm for a in twin.assets]
         idx, batch = twin.step(reading)
         changes = [
             AlarmChange(
@@ -151,8 +153,27 @@ class TwinStage:
                 value=float(twin.value[i]),
                 estimate=float(twin.estimate[i]),
                 score=float(twin.score[i]),
+                severity=severity(float(twin.score[i]), self.twin),
             )
             for i in idx[before[idx] != twin.alarm[idx]]
+        ]
+        changes += [
+            AlarmChange(
+                device=reading.device,
+                point=None,
+                index=None,
+                before=Alarm(was),
+                after=Alarm(a.alarm),
+                ts=reading.ts,
+                value=None,
+                estimate=None,
+                score=a.score,
+                severity=severity(a.score, self.twin),
+                asset=a.name,
+                contributions=a.contributions(),
+            )
+            for a, was in zip(twin.assets, assets_before, strict=True)
+            if a.alarm != was
         ]
         return batch, twin.nis[idx].copy(), changes
 

@@ -150,7 +150,10 @@ def outbox_rows(state_dir: Path) -> list[tuple[int, str, str]]:
 async def test_sigterm_keeps_the_outbox_and_delivers_it_after_restart(tmp_path: Path) -> None:
     pump, port = start_pump(tmp_path)
     broker = Mosquitto(tmp_path / "broker")  # not started yet: the gateway runs offline first
-    cfg_path = gateway_config(tmp_path, pump_port=port, broker_url=broker.url, grace=0.5)
+    asset = '[[assets]]\nname = "hydraulics"\ndevice = "pump1"\npoints = ["flow", "speed"]\n'
+    cfg_path = gateway_config(
+        tmp_path, pump_port=port, broker_url=broker.url, grace=0.5, extra=asset
+    )
     cfg = load_config(cfg_path)
     try:
         gw = start_gateway(cfg_path, tmp_path, "gateway-1")
@@ -163,6 +166,10 @@ async def test_sigterm_keeps_the_outbox_and_delivers_it_after_restart(tmp_path: 
         frames_kept = sum(1 for _, _, kind in rows if kind in {"frame", "snapshot"})
         assert rows[0][2] == "birth"
         assert frames_kept >= 4
+        # The twin's learned state was saved at the stop, the asset's too.
+        with sqlite3.connect(cfg.gateway.state_dir / "twin.sqlite") as con:
+            keys = {k for (k,) in con.execute("SELECT key FROM twin_state")}
+        assert {"pump1:level:0.25", "asset:hydraulics"} <= keys
 
         broker.start()
         updates: list[PointUpdate] = []
@@ -181,6 +188,9 @@ async def test_sigterm_keeps_the_outbox_and_delivers_it_after_restart(tmp_path: 
                 return len({u.seq for u in updates if u.session == order[0]}) >= frames_kept
 
             await wait_until(both_sessions_seen, 30)
+            # The second run resumed the twin instead of commissioning it again.
+            assert "twin state resumed" in gw2.output()
+            assert "asset:hydraulics (2 points)" in gw2.output()
             gw2.signal(signal.SIGTERM)
             assert await asyncio.to_thread(gw2.wait, 30) == 0, gw2.output()
         finally:

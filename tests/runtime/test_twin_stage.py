@@ -6,8 +6,8 @@ import numpy as np
 
 from edgetwin.config import load_config_text
 from edgetwin.core.types import Alarm, DeviceReading, Quality
-from edgetwin.runtime.twin_stage import TwinStage
-from edgetwin.twin.level import LevelEstimator
+from edgetwin.runtime.twin_stage import TwinStage, severity
+from edgetwin.twin import LagEstimator, LevelEstimator, TrendEstimator
 
 CONFIG = """
 [gateway]
@@ -96,3 +96,93 @@ def test_alarm_changes_and_snapshot() -> None:
     batch, _, _ = stage.step(bad)
     assert np.isfinite(batch.estimate).all()
     assert (batch.quality == Quality.COMM_FAIL).all()
+
+
+MODELS = """
+[gateway]
+id = "gw"
+
+[twin]
+commissioning = 20
+
+[[buses]]
+name = "plant"
+kind = "modbus_tcp"
+host = "127.0.0.1"
+
+[[devices]]
+name = "m"
+bus = "plant"
+points = [
+  { name = "amps", table = "input", address = 0, type = "float32" },
+  { name = "temp", table = "input", address = 2, type = "float32", model = "lag", input = "amps" },
+  { name = "wear", table = "input", address = 4, type = "float32", model = "trend" },
+  { name = "flow", table = "input", address = 6, type = "float32", model = "none" },
+  { name = "head", table = "input", address = 8, type = "float32", model = "none" },
+]
+
+[[assets]]
+name = "hydraulics"
+device = "m"
+points = ["flow", "head"]
+commissioning = 50
+smoothing = 0.0
+alarm_on = 2
+"""
+
+
+def test_trend_and_lag_points_match_standalone_estimators() -> None:
+    stage = TwinStage(load_config_text(MODELS, filename="t.toml"))
+    lag = LagEstimator(1, commissioning=20)
+    trend = TrendEstimator(1, commissioning=20)
+    rng = np.random.default_rng(7)
+    temp = 30.0
+    good = np.zeros(1, np.uint16)
+    for k in range(80):
+        amps = 5 + rng.normal()
+        temp = 0.9 * temp + 0.1 * 6 * amps + 0.05 * rng.normal()
+        wear = 0.02 * k + 0.1 * rng.normal()
+        values = [amps, temp, wear, 1.0, 2.0]
+        batch, _, _ = stage.step(reading("m", None, values, k))
+        ref_lag = lag.update([temp], [amps], good, good)
+        ref_trend = trend.update([wear], good)
+        assert batch.estimate[1] == ref_lag.estimate[0]
+        assert batch.score[1] == ref_lag.score[0]
+        assert batch.estimate[2] == ref_trend.estimate[0]
+        assert batch.score[2] == ref_trend.score[0]
+
+
+def test_a_broken_relationship_raises_an_asset_alarm_with_contributions() -> None:
+    stage = TwinStage(load_config_text(MODELS, filename="t.toml"))
+    rng = np.random.default_rng(8)
+    changes = []
+    for k in range(120):
+        flow = 10 + rng.normal()
+        head = 50 - 2 * flow + 0.1 * rng.normal()  # head follows flow closely
+        if k >= 100:
+            head = 50 - 2 * 10 + 0.1 * rng.normal() + 2.0  # decoupled, still in range
+        _, _, ch = stage.step(reading("m", None, [5.0, 30.0, 1.0, flow, head], k))
+        changes += [c for c in ch if c.asset is not None]
+    raised = [c for c in changes if c.after == Alarm.ALARM]
+    assert raised, "the decoupling was not seen"
+    event = raised[0]
+    assert (event.device, event.asset, event.point) == ("m", "hydraulics", None)
+    assert event.ts >= 100
+    assert event.contributions is not None
+    assert set(event.contributions) == {"flow", "head"}
+    assert abs(sum(event.contributions.values()) - 1.0) < 1e-3
+    assert event.severity in {"minor", "major", "critical"}
+    # Nothing before the fault.
+    assert all(c.ts >= 100 for c in changes if c.after == Alarm.ALARM)
+
+
+def test_severity_grades_by_score() -> None:
+    twin = load_config_text(MODELS, filename="t.toml").twin
+    assert [severity(s, twin) for s in (1.0, 1.99, 2.0, 4.99, 5.0, 80.0)] == [
+        "minor",
+        "minor",
+        "major",
+        "major",
+        "critical",
+        "critical",
+    ]

@@ -1,0 +1,181 @@
+"""Model groups of the twin stage: the points of one device that share a model and a poll period.
+
+A group owns one batched estimator and updates it once per tick with its points' latest values.
+Each group has a persistence ``key`` (stable across restarts while the config names the same
+device, model and period) and ``params`` (what the estimator was built with): saved state is
+restored only into a group with the same key and params, point by point by name, so adding a
+point to a device does not restart the commissioning of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edgetwin.config.schema import AssetConfig, TwinConfig
+from edgetwin.core.types import Quality
+from edgetwin.twin import (
+    AssetEstimator,
+    LagEstimator,
+    LagOutput,
+    LevelEstimator,
+    LevelOutput,
+    TrendEstimator,
+    TrendOutput,
+)
+
+State = dict[str, npt.NDArray[Any]]
+_STALE = int(Quality.STALE)
+
+
+class PointState(Protocol):
+    """The latest per-point arrays of a device twin, which groups read and write."""
+
+    names: list[str]
+    value: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.uint16]
+    estimate: npt.NDArray[np.float64]
+    score: npt.NDArray[np.float64]
+    nis: npt.NDArray[np.float64]
+    alarm: npt.NDArray[np.uint8]
+
+
+def _common(twin: TwinConfig) -> dict[str, Any]:
+    return {
+        "commissioning": twin.commissioning,
+        "threshold": twin.threshold,
+        "cusum_k": twin.cusum_k,
+        "cusum_h": twin.cusum_h,
+        "alarm_on": twin.alarm_on,
+        "alarm_off": twin.alarm_off,
+    }
+
+
+class PointGroup:
+    """Points of one device with the same univariate model (level, trend or lag) and period."""
+
+    def __init__(
+        self,
+        device: str,
+        model: str,
+        period: float,
+        *,
+        points: npt.NDArray[np.intp],
+        names: list[str],
+        twin: TwinConfig,
+        inputs: npt.NDArray[np.intp] | None = None,
+    ) -> None:
+        self.key = f"{device}:{model}:{period:g}"
+        self.model = model
+        self.points = points
+        self.names = [names[i] for i in points]
+        self.inputs = inputs
+        self.params: dict[str, Any] = _common(twin)
+        n = len(points)
+        self.estimator: LevelEstimator | TrendEstimator | LagEstimator
+        if model == "level":
+            self.estimator = LevelEstimator(n, **self.params)
+        elif model == "trend":
+            self.estimator = TrendEstimator(n, **self.params)
+        elif model == "lag":
+            self.params["horizon"] = twin.horizon
+            self.estimator = LagEstimator(n, **self.params)
+        else:  # pragma: no cover - the schema allows no other model
+            raise ValueError(f"unknown model {model!r}")
+        # Outputs reused every tick: update() copies them out before the next one.
+        self._level_out = (
+            est.new_output() if isinstance(est := self.estimator, LevelEstimator) else None
+        )
+        self._trend_out = est.new_output() if isinstance(est, TrendEstimator) else None
+
+    def update(self, t: PointState, polled: npt.NDArray[np.bool_]) -> None:
+        """Advance the estimator one tick; points not polled this tick are predicted only."""
+        pts = self.points
+        mask = polled[pts]
+        quality = np.where(mask, t.quality[pts], _STALE).astype(np.uint16)
+        est = self.estimator
+        out: LevelOutput | TrendOutput | LagOutput
+        if isinstance(est, LagEstimator):
+            # The input's latest value: it may be polled at another period than this point.
+            assert self.inputs is not None
+            out = est.update(
+                t.value[pts], t.value[self.inputs], quality, t.quality[self.inputs].copy()
+            )
+        elif isinstance(est, TrendEstimator):
+            out = est.update(t.value[pts], quality, out=self._trend_out)
+        else:
+            out = est.update(t.value[pts], quality, out=self._level_out)
+        t.estimate[pts] = out.estimate
+        t.score[pts] = out.score
+        t.nis[pts] = np.where(mask, out.nis, np.nan)
+        t.alarm[pts] = out.alarm
+
+    def state(self) -> State:
+        """The estimator's state arrays (copies)."""
+        return self.estimator.state()
+
+    def restore(self, names: list[str], state: Mapping[str, npt.NDArray[Any]]) -> int:
+        """Load the columns of the points in ``names`` that this group has; return how many."""
+        old = {name: j for j, name in enumerate(names)}
+        pairs = [(i, old[name]) for i, name in enumerate(self.names) if name in old]
+        if not pairs:
+            return 0
+        merged = self.estimator.state()
+        if set(merged) != set(state):
+            raise ValueError("saved state has other fields")
+        new_cols = np.array([i for i, _ in pairs])
+        old_cols = np.array([j for _, j in pairs])
+        for field, arr in merged.items():
+            saved = np.asarray(state[field])
+            if saved.dtype != arr.dtype or saved.shape[1:] != arr.shape[1:]:
+                raise ValueError(f"saved field {field!r} does not fit")
+            arr[new_cols] = saved[old_cols]
+        self.estimator.load_state(merged)
+        return len(pairs)
+
+
+class AssetGroup:
+    """One asset: a multivariate model over points of one device, polled together."""
+
+    def __init__(self, asset: AssetConfig, points: npt.NDArray[np.intp]) -> None:
+        self.key = f"asset:{asset.name}"
+        self.name = asset.name
+        self.device = asset.device
+        self.points = points
+        self.names = list(asset.points)
+        self.params: dict[str, Any] = asset.params()
+        self.estimator = AssetEstimator(1, len(points), **self.params)
+        self.alarm = 0
+        self.score = 0.0
+        self.contribution = np.zeros(len(points))
+
+    def update(self, t: PointState, polled: npt.NDArray[np.bool_]) -> None:
+        """Advance the asset one tick with its points' latest values."""
+        pts = self.points
+        quality = np.where(polled[pts], t.quality[pts], _STALE).astype(np.uint16)
+        out = self.estimator.update(t.value[pts][None, :], quality[None, :])
+        self.alarm = int(out.alarm[0])
+        self.score = float(out.score[0])
+        self.contribution = out.contribution[0].copy()
+
+    def contributions(self) -> dict[str, float]:
+        """Each point's share of the score, 0..1 (a point that offsets the others counts 0)."""
+        share = np.clip(self.contribution, 0.0, None)
+        total = float(share.sum())
+        if total > 0.0:
+            share = share / total
+        return {n: round(float(c), 4) for n, c in zip(self.names, share, strict=True)}
+
+    def state(self) -> State:
+        """The estimator's state arrays (copies)."""
+        return self.estimator.state()
+
+    def restore(self, names: list[str], state: Mapping[str, npt.NDArray[Any]]) -> int:
+        """Load the saved state if it was saved for the same points; return how many points."""
+        if names != self.names:
+            return 0
+        self.estimator.load_state(state)
+        return len(names)
