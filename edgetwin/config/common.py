@@ -41,6 +41,11 @@ class PointBase(Model):
         "default", description="report-by-exception mode; default: uplink.report"
     )
 
+    @property
+    def quantum(self) -> float | None:
+        """The smallest step the value can take (its resolution), if known."""
+        return self.resolution
+
     @model_validator(mode="after")
     def _range_ordered(self) -> PointBase:
         if self.range is not None and not self.range[0] < self.range[1]:

@@ -70,6 +70,15 @@ class ModbusPointConfig(PointBase):
     offset: float = 0.0
 
     @property
+    def quantum(self) -> float | None:
+        """The resolution if given, else one raw count of an integer or bit point, scaled."""
+        if self.resolution is not None:
+            return self.resolution
+        if self.type.startswith(("int", "uint")) or self.type == "bool":
+            return abs(self.scale)
+        return None
+
+    @property
     def count(self) -> int:
         """Addresses the point occupies in its table (registers, or 1 bit)."""
         if self.table in BIT_TABLES or self.type == "bool":

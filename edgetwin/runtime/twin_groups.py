@@ -66,6 +66,7 @@ class PointGroup:
         points: npt.NDArray[np.intp],
         names: list[str],
         twin: TwinConfig,
+        quanta: list[float | None],
         inputs: npt.NDArray[np.intp] | None = None,
     ) -> None:
         self.key = f"{device}:{model}:{period:g}"
@@ -75,14 +76,17 @@ class PointGroup:
         self.inputs = inputs
         self.params: dict[str, Any] = _common(twin)
         n = len(points)
+        # A quantised value keeps at least one step of noise: constant commissioning data must
+        # not make its first one-step change an alarm (one step, not step/sqrt(12): docs/twin.md).
+        floor = np.array([quanta[i] or 0.0 for i in points], dtype=np.float64)
         self.estimator: LevelEstimator | TrendEstimator | LagEstimator
         if model == "level":
-            self.estimator = LevelEstimator(n, **self.params)
+            self.estimator = LevelEstimator(n, **self.params, noise_floor=floor)
         elif model == "trend":
-            self.estimator = TrendEstimator(n, **self.params)
+            self.estimator = TrendEstimator(n, **self.params, noise_floor=floor)
         elif model == "lag":
             self.params["horizon"] = twin.horizon
-            self.estimator = LagEstimator(n, **self.params)
+            self.estimator = LagEstimator(n, **self.params, noise_floor=floor)
         else:  # pragma: no cover - the schema allows no other model
             raise ValueError(f"unknown model {model!r}")
         # Outputs reused every tick: update() copies them out before the next one.

@@ -62,7 +62,14 @@ class _DeviceTwin:
                 inputs = np.array([pos[str(dev.points[i].input)] for i in pts], dtype=np.intp)
             self.groups.append(
                 PointGroup(
-                    dev.name, model, period, points=pts, names=names, twin=twin, inputs=inputs
+                    dev.name,
+                    model,
+                    period,
+                    points=pts,
+                    names=names,
+                    twin=twin,
+                    quanta=[p.quantum for p in dev.points],
+                    inputs=inputs,
                 )
             )
         self.assets: list[AssetGroup] = []

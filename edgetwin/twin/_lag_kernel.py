@@ -102,12 +102,13 @@ def _predict(fs: npt.NDArray[np.float64], i: int) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _step(  # noqa: PLR0915 - the 3x3 update is written out in scalars on purpose
+def _step(  # noqa: PLR0915, PLR0917 - 3x3 update in scalars on purpose; numba: no kw-only args
     fs: npt.NDArray[np.float64],
     ist: npt.NDArray[np.int64],
     params: npt.NDArray[np.float64],
     i: int,
     yc: float,
+    r_floor: float,
 ) -> tuple[float, float, float]:
     """One chained good pair (``yc``: y minus Y0); returns score, nis, residual."""
     p1 = fs[YP, i]
@@ -161,7 +162,7 @@ def _step(  # noqa: PLR0915 - the 3x3 update is written out in scalars on purpos
     threshold = params[PARAM_THRESHOLD]
     if calibrated:
         y0 = fs[Y0, i]
-        r = max(fs[W2, i], R_FLOOR_ABS, (R_FLOOR_REL * y0) * (R_FLOOR_REL * y0))
+        r = max(fs[W2, i], R_FLOOR_ABS, (R_FLOOR_REL * y0) * (R_FLOOR_REL * y0), r_floor)
         zn = w / math.sqrt(r)
         nis = zn * zn
         learn = nis <= threshold and ist[ALARM, i] != ALARMED
@@ -210,11 +211,12 @@ def lag_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
     fs: npt.NDArray[np.float64],
     ist: npt.NDArray[np.int64],
     params: npt.NDArray[np.float64],
+    r_floor: npt.NDArray[np.float64],
     out: npt.NDArray[np.float64],
     out_alarm: npt.NDArray[np.uint8],
     out_initialized: npt.NDArray[np.bool_],
 ) -> None:
-    """Advance every point by one tick and write its outputs."""
+    """Advance every point by one tick and write its outputs (``r_floor``: noise_floor^2)."""
     for i in range(values.shape[0]):
         y = values[i]
         u = inputs[i]
@@ -231,7 +233,7 @@ def lag_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
                 ist[SEEDED, i] = 1
             yc = y - fs[Y0, i]
             if ist[CHAIN, i] == 1:
-                score, nis, residual = _step(fs, ist, params, i, yc)
+                score, nis, residual = _step(fs, ist, params, i, yc, r_floor[i])
             else:
                 fs[EST, i] = y
             fs[YP, i] = yc

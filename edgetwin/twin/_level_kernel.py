@@ -96,7 +96,9 @@ def _learn_differences(
 
 
 @numba.njit(cache=True, nogil=True)
-def _estimate_noise(fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: int) -> None:
+def _estimate_noise(
+    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: int, r_floor: float
+) -> None:
     pn = ist[PN, i]
     if pn >= 2:
         var_d = fs[DVAR, i]
@@ -106,14 +108,19 @@ def _estimate_noise(fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: 
         # too few consecutive samples to split the spread: call it all measurement noise
         r = fs[VAR, i]
         q = 0.0
-    r = max(r, R_FLOOR_ABS, (R_FLOOR_REL * fs[MEAN, i]) ** 2)
+    r = max(r, R_FLOOR_ABS, (R_FLOOR_REL * fs[MEAN, i]) ** 2, r_floor)
     fs[R, i] = r
     fs[Q, i] = max(q, Q_FLOOR_FRAC * r)
 
 
 @numba.njit(cache=True, nogil=True)
-def _commission(
-    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: int, z: float, commissioning: int
+def _commission(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    fs: npt.NDArray[np.float64],
+    ist: npt.NDArray[np.int64],
+    i: int,
+    z: float,
+    commissioning: int,
+    r_floor: float,
 ) -> None:
     n = ist[N_GOOD, i] + 1
     ist[N_GOOD, i] = n
@@ -124,7 +131,7 @@ def _commission(
     _learn_differences(fs, ist, i, z)
     fs[X, i] = fs[MEAN, i]
     if n >= commissioning:
-        _estimate_noise(fs, ist, i)
+        _estimate_noise(fs, ist, i, r_floor)
         fs[P, i] = fs[R, i]
         fs[CP, i] = 0.0
         fs[CM, i] = 0.0
@@ -144,6 +151,7 @@ def _filter(  # noqa: PLR0917 - numba takes no keyword-only arguments
     cusum_h: float,
     alarm_on: int,
     alarm_off: int,
+    r_floor: float,
 ) -> tuple[float, float]:
     p_pred = fs[P, i] + fs[Q, i]
     s = p_pred + fs[R, i]
@@ -154,7 +162,7 @@ def _filter(  # noqa: PLR0917 - numba takes no keyword-only arguments
     fs[P, i] = (1.0 - k) * p_pred
     if nis <= threshold and ist[ALARM, i] != ALARMED:
         _learn_differences(fs, ist, i, z)
-        _estimate_noise(fs, ist, i)
+        _estimate_noise(fs, ist, i, r_floor)
     else:
         ist[CHAIN, i] = 0
     u = nu / math.sqrt(s)
@@ -179,13 +187,14 @@ def level_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
     cusum_h: float,
     alarm_on: int,
     alarm_off: int,
+    r_floor: npt.NDArray[np.float64],
     out_estimate: npt.NDArray[np.float64],
     out_score: npt.NDArray[np.float64],
     out_nis: npt.NDArray[np.float64],
     out_alarm: npt.NDArray[np.uint8],
     out_initialized: npt.NDArray[np.bool_],
 ) -> None:
-    """Advance every point by one tick and write its outputs."""
+    """Advance every point by one tick and write its outputs (``r_floor``: noise_floor^2)."""
     for i in range(values.shape[0]):
         z = values[i]
         good = quality[i] == 0 and abs(z) <= MAX_ABS  # False for NaN and inf
@@ -196,9 +205,11 @@ def level_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
             if ist[CALIBRATED, i] == 1:
                 fs[P, i] += fs[Q, i]
         elif ist[CALIBRATED, i] == 1:
-            score, nis = _filter(fs, ist, i, z, threshold, cusum_k, cusum_h, alarm_on, alarm_off)
+            score, nis = _filter(
+                fs, ist, i, z, threshold, cusum_k, cusum_h, alarm_on, alarm_off, r_floor[i]
+            )
         else:
-            _commission(fs, ist, i, z, commissioning)
+            _commission(fs, ist, i, z, commissioning, r_floor[i])
         out_estimate[i] = fs[X, i]
         out_score[i] = score
         out_nis[i] = nis

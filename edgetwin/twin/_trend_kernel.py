@@ -154,7 +154,9 @@ def _split_differences(fs: npt.NDArray[np.float64], i: int) -> tuple[float, floa
 
 
 @_jit
-def _set_noise(fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: int) -> None:
+def _set_noise(
+    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: int, r_floor: float
+) -> None:
     """r and q_level from the pair statistics (or the line fit), floored; q_rate's floor."""
     pn = ist[i, PN]
     if pn >= 2:
@@ -165,7 +167,7 @@ def _set_noise(fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: int) 
         vt = fs[i, VT]
         r = fs[i, VZ] - fs[i, CTZ] * fs[i, CTZ] / vt if vt > 0.0 else fs[i, VZ]
         ql0 = ql = 0.0
-    r = max(r, R_FLOOR_ABS, (R_FLOOR_REL * fs[i, MZ]) ** 2)
+    r = max(r, R_FLOOR_ABS, (R_FLOOR_REL * fs[i, MZ]) ** 2, r_floor)
     ql = max(ql, QL_FLOOR_FRAC * r)
     fs[i, R] = r
     fs[i, QL] = ql
@@ -210,8 +212,13 @@ def _extend_block(
 
 
 @_jit
-def _commission(
-    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], i: int, z: float, commissioning: int
+def _commission(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    fs: npt.NDArray[np.float64],
+    ist: npt.NDArray[np.int64],
+    i: int,
+    z: float,
+    commissioning: int,
+    r_floor: float,
 ) -> None:
     n = ist[i, N_GOOD] + 1
     ist[i, N_GOOD] = n
@@ -243,7 +250,7 @@ def _commission(
     _extend_block(fs, ist, i, z)
     _fit_line(fs, i)
     if n >= commissioning:
-        _set_noise(fs, ist, i)
+        _set_noise(fs, ist, i, r_floor)
         # covariance of the least-squares line at this tick, with sigma^2 >= r
         vt = fs[i, VT]
         sigma2 = max(fs[i, VZ] - fs[i, CTZ] * fs[i, CTZ] / vt, fs[i, R])
@@ -277,19 +284,22 @@ def _not_calibrated(  # noqa: PLR0917 - numba takes no keyword-only arguments
     z: float,
     good: bool,
     commissioning: int,
+    r_floor: float,
 ) -> None:
     started = ist[i, N_GOOD] > 0
     if started:
         fs[i, TICK] += 1.0
     if good:
-        _commission(fs, ist, i, z, commissioning)
+        _commission(fs, ist, i, z, commissioning, r_floor)
     else:
         ist[i, RUN] = 0
         if started:
             _fit_line(fs, i)
 
 
-_SIGNATURE = "b1(f8[::1], u2[::1], f8[:, ::1], i8[:, ::1], f8[::1], f8[:, ::1], u1[::1], b1[::1])"
+_SIGNATURE = (
+    "b1(f8[::1], u2[::1], f8[:, ::1], i8[:, ::1], f8[::1], f8[::1], f8[:, ::1], u1[::1], b1[::1])"
+)
 
 
 # Compiled eagerly for exactly these types: a call with other types raises TypeError instead of
@@ -301,11 +311,14 @@ def trend_update(  # noqa: PLR0915, PLR0917 - the hot path inline; no keyword-on
     fs: npt.NDArray[np.float64],
     ist: npt.NDArray[np.int64],
     params: npt.NDArray[np.float64],
+    r_floor: npt.NDArray[np.float64],
     out: npt.NDArray[np.float64],
     out_alarm: npt.NDArray[np.uint8],
     out_initialized: npt.NDArray[np.bool_],
 ) -> bool:
     """Advance every point by one tick (``out`` rows: estimate, rate, score, nis).
+
+    ``r_floor`` is the per-point floor of ``r``, the square of the estimator's ``noise_floor``.
 
     Returns False, having changed nothing, when the array shapes do not fit together.
     """
@@ -314,6 +327,7 @@ def trend_update(  # noqa: PLR0915, PLR0917 - the hot path inline; no keyword-on
         values.shape[0] != n
         or quality.shape[0] != n
         or ist.shape[0] != n
+        or r_floor.shape[0] != n
         or out.shape[1] != n
         or out_alarm.shape[0] != n
         or out_initialized.shape[0] != n
@@ -335,7 +349,7 @@ def trend_update(  # noqa: PLR0915, PLR0917 - the hot path inline; no keyword-on
         z = values[i]
         good = quality[i] == 0 and abs(z) <= MAX_ABS  # False for NaN and inf
         if ist[i, CALIBRATED] != 1:
-            _not_calibrated(fs, ist, i, z, good, commissioning)
+            _not_calibrated(fs, ist, i, z, good, commissioning, r_floor[i])
             out[0, i] = fs[i, XL]
             out[1, i] = fs[i, XR]
             out[2, i] = 0.0
@@ -392,7 +406,7 @@ def trend_update(  # noqa: PLR0915, PLR0917 - the hot path inline; no keyword-on
                     fs[i, DV] += w * (d * d - fs[i, DV])
                     fs[i, C1] += w * (d * fs[i, DPREV] - fs[i, C1])
                     if pn % NOISE_EVERY == 0:
-                        _set_noise(fs, ist, i)
+                        _set_noise(fs, ist, i, r_floor[i])
                 fs[i, DPREV] = d
             fs[i, LAST] = z
             run += 1

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgetwin.core.types import FloatArray, Uint16Array
+from edgetwin.twin._detect import MAX_ABS
 
 _MAX_EXACT_INT = 2**53
 
@@ -97,3 +98,22 @@ def state_tables(
                 raise ValueError(f"state[{name!r}] must have shape ({n},), got {arr.shape}")
             table[row] = arr
     return fs, ist
+
+
+def as_noise_floor(noise_floor: npt.ArrayLike | None, n: int) -> FloatArray:
+    """Validated copy of ``noise_floor`` (standard deviations, shape (n,); None: zeros)."""
+    if noise_floor is None:
+        return np.zeros(n, dtype=np.float64)
+    arr = np.asarray(noise_floor)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"noise_floor must be a float64 array, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(f"noise_floor must have shape ({n},), got {arr.shape}")
+    std = arr.astype(np.float64)  # a copy: later changes to the caller's array do not leak in
+    bad = ~(np.isfinite(std) & (std >= 0.0) & (std <= MAX_ABS))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"noise_floor must be finite, >= 0 and <= {MAX_ABS:g}, got {arr[i]!r} at index {i}"
+        )
+    return std

@@ -37,7 +37,14 @@ the one-step prediction stays the best linear one.
 Noise: ``r`` is the running mean of ``w^2`` over the pairs learnt from, skipping the first three
 (one per parameter: their recursive residuals are ~0); the mean is exact for the first
 ``horizon`` terms and weighted ``1/horizon`` after that. It is used as ``max(mean, 1e-12,
-(1e-6 y0)^2)`` so constant data keeps a positive variance.
+(1e-6 y0)^2, noise_floor^2)`` so constant data keeps a positive variance. ``noise_floor`` is a
+per-point standard deviation (constructor argument, default 0): the noise a sensor has at least.
+It is a parameter, not state: the running mean is stored without it, and every scored pair uses
+the current floor. For a reading quantised in steps ``D`` that did not move while commissioning,
+a held one-step change scores on its first tick only (the next prediction starts from the
+measured y and learns the change through the unexcited ``a``), with ``nis = (D/sigma)^2 / (1 +
+q)``: about 12 for ``noise_floor = D / sqrt(12)`` (above the default threshold, so an ALARM
+when ``alarm_on = 1``), about 1 for ``noise_floor = D``, and huge without a floor.
 
 Commissioning: the first ``commissioning`` chained good pairs are all learnt from; meanwhile the
 score is 0 and the alarm NORMAL. After that: ``S = r (1 + q)``, ``zn = w / sqrt(r)`` (that is
@@ -72,6 +79,7 @@ from edgetwin.core.types import FloatArray, Uint16Array
 from edgetwin.twin import _lag_kernel as _k
 from edgetwin.twin._detect import ALARMED
 from edgetwin.twin._validate import (
+    as_noise_floor,
     as_quality,
     as_values,
     finite_float,
@@ -112,9 +120,12 @@ class LagEstimator:
         alarm_on: int = 3,
         alarm_off: int = 5,
         horizon: int = 1000,
+        noise_floor: npt.ArrayLike | None = None,
     ) -> None:
         self._n = positive_int("n_points", n_points, 1)
         self._shape = (self._n,)
+        self._noise_floor = as_noise_floor(noise_floor, self._n)
+        self._r_floor = self._noise_floor * self._noise_floor
         # three parameters, plus two recursive residuals for the noise
         commissioning = positive_int("commissioning", commissioning, 5)
         threshold = finite_float("threshold", threshold, allow_zero=False)
@@ -142,6 +153,11 @@ class LagEstimator:
         """Number of points."""
         return self._n
 
+    @property
+    def noise_floor(self) -> FloatArray:
+        """Per-point floor of the measurement noise, as a standard deviation (a copy)."""
+        return self._noise_floor.copy()
+
     def update(
         self,
         values: npt.ArrayLike,
@@ -163,7 +179,9 @@ class LagEstimator:
         out = np.empty((_k.N_OUT, n), dtype=np.float64)
         alarm = np.empty(n, dtype=np.uint8)
         initialized = np.empty(n, dtype=np.bool_)
-        _k.lag_update(y, u, qy, qu, self._fs, self._ist, self._params, out, alarm, initialized)
+        _k.lag_update(
+            y, u, qy, qu, self._fs, self._ist, self._params, self._r_floor, out, alarm, initialized
+        )
         return LagOutput(
             out[_k.OUT_ESTIMATE],
             out[_k.OUT_SCORE],

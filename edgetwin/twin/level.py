@@ -14,8 +14,16 @@ the filter lag a random walk, which the CUSUM reports as drift (simulated: 2-20 
 ALARM for q/r between 0.01 and 1 with 30 commissioning samples), while an over-estimated ``q`` only
 costs smoothing; so ``q`` is raised by one standard error of its estimate, ``1.5 var(d)/sqrt(n)``
 for ``n`` pairs (n capped at 1000). With fewer than two pairs the whole spread is taken as noise:
-``r = var(z)``, ``q = 0``. Floors: ``r >= max(1e-12, (1e-6 * mean)^2)`` so constant data keeps a
-positive variance, ``q >= 1e-3 r``.
+``r = var(z)``, ``q = 0``. Floors: ``r >= max(1e-12, (1e-6 * mean)^2, noise_floor^2)`` so constant
+data keeps a positive variance, then ``q >= 1e-3 r`` (with the floored ``r``). ``noise_floor`` is
+a per-point standard deviation (constructor argument, default 0): the noise a sensor has at
+least. It applies wherever ``r`` is estimated (at calibration and at every learnt sample); it is a
+parameter, not state, so a state saved under another floor takes this one at its next learnt
+sample. For a reading quantised in steps ``D`` that did not move while commissioning, ``D /
+sqrt(12)`` (the quantisation noise) keeps a held one-step change from alarming only within a few
+samples of calibration, while ``P = r`` still lets the estimate move; once the filter has settled
+(``q = 1e-3 r``) the change is a 3.5-sigma shift and is flagged. ``noise_floor = D`` keeps it
+below the alarm (simulated: 0.9 D was the least that did; a held 2 D change, once settled, alarms).
 
 Commissioning: the first ``commissioning`` good samples feed the statistics; meanwhile the estimate
 is their running mean, score 0 and alarm NORMAL. At the end the filter starts at the mean with
@@ -51,6 +59,7 @@ from edgetwin.core.types import FloatArray
 from edgetwin.twin import _level_kernel as _k
 from edgetwin.twin._detect import ALARMED
 from edgetwin.twin._validate import (
+    as_noise_floor,
     as_quality,
     as_values,
     finite_float,
@@ -88,8 +97,11 @@ class LevelEstimator:
         cusum_h: float = 8.0,
         alarm_on: int = 3,
         alarm_off: int = 5,
+        noise_floor: npt.ArrayLike | None = None,
     ) -> None:
         self._n = positive_int("n_points", n_points, 1)
+        self._noise_floor = as_noise_floor(noise_floor, self._n)
+        self._r_floor = self._noise_floor * self._noise_floor
         # four samples give the two lag-1 pairs of differences the calibration needs
         self._commissioning = positive_int("commissioning", commissioning, 4)
         self._threshold = finite_float("threshold", threshold, allow_zero=False)
@@ -107,6 +119,11 @@ class LevelEstimator:
     def n_points(self) -> int:
         """Number of points."""
         return self._n
+
+    @property
+    def noise_floor(self) -> FloatArray:
+        """Per-point floor of the measurement noise, as a standard deviation (a copy)."""
+        return self._noise_floor.copy()
 
     def new_output(self) -> LevelOutput:
         """Preallocated output for ``update(..., out=...)``; the estimator keeps a reference."""
@@ -163,6 +180,7 @@ class LevelEstimator:
             self._cusum_h,
             self._alarm_on,
             self._alarm_off,
+            self._r_floor,
             out.estimate,
             out.score,
             out.nis,

@@ -35,7 +35,15 @@ c1 += w*(d*p - c1)``; at calibration the stored ``p`` is centred on the line's s
 ``q_l = ql0 + 1.5 dv sqrt(1/min(n, 1000))`` (one standard error more: an under-estimated ``q_l``
 makes the filter lag, an over-estimated one only costs smoothing), else ``r`` is the line's
 residual variance ``v_z - c^2/v_t`` (``v_z`` if ``v_t = 0``) and ``q_l = 0``. Floors:
-``r >= max(1e-12, (1e-6 mean_z)^2)`` so constant data keeps a positive variance, ``q_l >= 1e-3 r``.
+``r >= max(1e-12, (1e-6 mean_z)^2, noise_floor^2)`` so constant data keeps a positive variance,
+then ``q_l >= 1e-3 r`` (with the floored ``r``, as everywhere below; ``r0`` and ``ql0`` are never
+floored). ``noise_floor`` is a per-point standard deviation (constructor argument, default 0): the
+noise a sensor has at least. It is a parameter, not state: a state saved under another floor
+takes this one at its next noise update. For a reading quantised in steps ``D`` that did not move
+while commissioning, ``D / sqrt(12)`` (the quantisation noise) does not keep a held one-step
+change from alarming, even right after calibration: the filter starts on the commissioning line
+with a small ``P`` and the change is a 3.5-sigma shift. ``noise_floor = D`` does (simulated: 0.9 D
+was the least that did; held changes of 2-4 D still alarm).
 
 Rate noise, from blocks: a run is cut into blocks of B = 32 samples (its samples 1-32, 33-64, ...).
 From a run's third complete block on, the second difference ``f = m - 2 m1 + m2`` of the last
@@ -85,6 +93,7 @@ from edgetwin.core.types import FloatArray
 from edgetwin.twin import _trend_kernel as _k
 from edgetwin.twin._detect import ALARMED
 from edgetwin.twin._validate import (
+    as_noise_floor,
     as_quality,
     as_values,
     finite_float,
@@ -122,8 +131,11 @@ class TrendEstimator:
         cusum_h: float = 8.0,
         alarm_on: int = 3,
         alarm_off: int = 5,
+        noise_floor: npt.ArrayLike | None = None,
     ) -> None:
         self._n = positive_int("n_points", n_points, 1)
+        self._noise_floor = as_noise_floor(noise_floor, self._n)
+        self._r_floor = self._noise_floor * self._noise_floor
         self._commissioning = positive_int("commissioning", commissioning, 4)
         threshold = finite_float("threshold", threshold, allow_zero=False)
         cusum_k = finite_float("cusum_k", cusum_k, allow_zero=True)
@@ -149,6 +161,11 @@ class TrendEstimator:
     def n_points(self) -> int:
         """Number of points."""
         return self._n
+
+    @property
+    def noise_floor(self) -> FloatArray:
+        """Per-point floor of the measurement noise, as a standard deviation (a copy)."""
+        return self._noise_floor.copy()
 
     def new_output(self) -> TrendOutput:
         """Preallocated output for ``update(..., out=...)``; the estimator keeps a reference."""
@@ -185,7 +202,7 @@ class TrendEstimator:
         qual: Any = quality
         try:
             fits = _k.trend_update(
-                z, qual, self._fs, self._ist, self._params, block, alarm, initialized
+                z, qual, self._fs, self._ist, self._params, self._r_floor, block, alarm, initialized
             )
         except TypeError:
             fits = _k.trend_update(
@@ -194,6 +211,7 @@ class TrendEstimator:
                 self._fs,
                 self._ist,
                 self._params,
+                self._r_floor,
                 block,
                 alarm,
                 initialized,

@@ -186,3 +186,44 @@ def test_severity_grades_by_score() -> None:
         "critical",
         "critical",
     ]
+
+
+QUANTISED = """
+[gateway]
+id = "gw"
+
+[twin]
+commissioning = 20
+
+[[buses]]
+name = "plant"
+kind = "modbus_tcp"
+host = "127.0.0.1"
+
+[[devices]]
+name = "t"
+bus = "plant"
+points = [
+  { name = "counts", table = "input", address = 0, type = "int16", scale = 0.1 },
+  { name = "exact", table = "input", address = 1, type = "float32" },
+  { name = "stepped", table = "input", address = 3, type = "float32", resolution = 0.1 },
+  { name = "drift", table = "input", address = 5, type = "int16", scale = 0.1, model = "trend" },
+]
+"""
+
+
+def test_a_quantised_point_does_not_alarm_on_its_first_one_step_change() -> None:
+    cfg = load_config_text(QUANTISED, filename="t.toml")
+    assert [p.quantum for p in cfg.devices[0].points] == [0.1, None, 0.1, 0.1]
+    stage = TwinStage(cfg)
+    alarms = np.zeros(4, dtype=bool)
+    for k in range(60):
+        v = 21.5 if k < 40 else 21.6  # one count, held
+        batch, _, _ = stage.step(reading("t", None, [v, v, v, v], k))
+        alarms |= batch.alarm == Alarm.ALARM
+    # The float point without a resolution knows no step: the change is 1e5 sigma of nothing.
+    assert alarms.tolist() == [False, True, False, False]
+    for k in range(60, 70):  # twenty counts is a real step, even for a quantised point
+        batch, _, _ = stage.step(reading("t", None, [23.6] * 4, k))
+        alarms = batch.alarm == Alarm.ALARM
+    assert alarms.all()

@@ -90,8 +90,10 @@ class ReferencePoint:
         alarm_on: int = 3,
         alarm_off: int = 5,
         horizon: int = 1000,
+        noise_floor: float = 0.0,
     ) -> None:
         self.commissioning = commissioning
+        self.noise_floor = noise_floor
         self.threshold = threshold
         self.cusum_k = cusum_k
         self.cusum_h = cusum_h
@@ -148,7 +150,8 @@ class ReferencePoint:
         score = nis = zn = 0.0
         learn = True
         if self.calibrated:
-            r = max(self.resid_sq, 1e-12, (1e-6 * self.y0) * (1e-6 * self.y0))
+            floor = self.noise_floor * self.noise_floor
+            r = max(self.resid_sq, 1e-12, (1e-6 * self.y0) * (1e-6 * self.y0), floor)
             zn = w / math.sqrt(r)
             nis = zn * zn
             learn = nis <= self.threshold and self.alarm != Alarm.ALARM
@@ -201,9 +204,11 @@ def run_reference(
 ) -> dict[str, np.ndarray]:
     """Run every column through its own ReferencePoint; outputs shaped (ticks, points)."""
     ticks, n = y.shape
+    floors = params.pop("noise_floor", None)
+    floors = np.zeros(n) if floors is None else np.asarray(floors, dtype=np.float64)
     out = {f: np.zeros((ticks, n)) for f in FIELDS}
     for i in range(n):
-        point = ReferencePoint(**params)
+        point = ReferencePoint(noise_floor=float(floors[i]), **params)
         for t in range(ticks):
             row = point.step(float(y[t, i]), float(u[t, i]), int(qy[t, i]), int(qu[t, i]))
             for f, v in zip(FIELDS, row, strict=True):
@@ -386,6 +391,28 @@ def test_extreme_magnitudes_stay_finite_and_match_reference() -> None:
         assert_same(got, run_reference(y, u, q, q, commissioning=commissioning, horizon=10))
 
 
+def test_noise_floors_match_reference() -> None:
+    rng = np.random.default_rng(18)
+    y, u = system(rng, 400, 8, noise=0.05)
+    y[:, 4:] = np.round(y[:, 4:] * 10.0) / 10.0  # quantised in steps of 0.1
+    y[:, 6] = 3.0  # constant
+    y[200:, 6] = 3.1  # then one step
+    y[250:, 3] += 1.0
+    qy = np.where(rng.random(y.shape) < 0.03, BAD, GOOD).astype(np.uint16)
+    q = good(y.shape)
+    # below, near and above the noise (sd 0.05), and the quantisation noise of 0.1 steps
+    floors = np.array([0.0, 0.01, 0.05, 0.5, 0.1 / math.sqrt(12), 0.1, 0.0, 0.1])
+    got = run_kernel(y, u, qy, q, noise_floor=floors)
+    assert_same(got, run_reference(y, u, qy, q, noise_floor=floors))
+    assert not np.array_equal(got["nis"], run_kernel(y, u, qy, q)["nis"])  # the floors did bind
+
+
+floors_strategy = st.one_of(
+    st.just(0.0),
+    st.floats(0.0, 1e7),  # up to far above the noise of any drawn data
+    st.sampled_from([1e-6, 0.5, 2.0, 1e3]),
+)
+
 values_strategy = st.one_of(
     st.floats(-1e6, 1e6),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -419,11 +446,16 @@ def parameters(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+def floors(n: int) -> st.SearchStrategy[np.ndarray | None]:
+    return st.none() | hnp.arrays(np.float64, (n,), elements=floors_strategy)
+
+
 @settings(max_examples=80, deadline=None)
-@given(batches(), parameters())
+@given(st.data(), batches(), parameters())
 def test_hypothesis_arrays_match_reference(
-    batch: tuple[np.ndarray, ...], params: dict[str, Any]
+    data: st.DataObject, batch: tuple[np.ndarray, ...], params: dict[str, Any]
 ) -> None:
+    params["noise_floor"] = data.draw(floors(batch[0].shape[1]))
     assert_same(run_kernel(*batch, **params), run_reference(*batch, **params))
 
 
@@ -432,6 +464,7 @@ def test_hypothesis_arrays_match_reference(
 def test_hypothesis_noisy_systems_match_reference(
     data: st.DataObject, params: dict[str, Any]
 ) -> None:
+    params["noise_floor"] = data.draw(floors(2))
     seed = data.draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     y, u = system(rng, 80, 2, tau=data.draw(st.floats(0.5, 50.0)))
@@ -476,6 +509,48 @@ def test_commissioning_fit_equals_batch_least_squares() -> None:
 # ---------------------------------------------------------------------------------------------
 # Behaviour
 # ---------------------------------------------------------------------------------------------
+
+STEP = 0.1  # a temperature held in a Modbus register in steps of 0.1 degC
+QUANTISATION = STEP / math.sqrt(12)  # the noise such a reading has at least
+
+
+def held_step(start: int, steps: float, ticks: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """(y, u): y 20.0 for ``start`` samples, then ``steps`` * STEP higher; u constant at 7."""
+    y = np.full((start + ticks, 1), 20.0)
+    y[start:] += steps * STEP
+    return y, np.full_like(y, 7.0)
+
+
+@pytest.mark.parametrize(
+    ("floor", "delay", "steps", "alarm_on", "alarms"),
+    [
+        # the change scores on its first tick only, so only alarm_on = 1 can raise an ALARM
+        (0.0, 0, 1, 3, False),
+        (0.0, 0, 1, 1, True),  # without a floor r = (1e-6 * 20)^2: the test can fail
+        (0.0, 1000, 1, 1, True),
+        (QUANTISATION, 0, 1, 1, True),  # nis = 12 / (1 + q) > 10.83
+        (QUANTISATION, 0, 1, 3, False),
+        (STEP, 0, 1, 1, False),  # nis = 1 / (1 + q)
+        (STEP, 1000, 1, 1, False),
+        (STEP, 0, 4, 1, True),
+        (QUANTISATION, 0, 20, 1, True),
+        (STEP, 1000, 20, 1, True),
+    ],
+)
+def test_constant_commissioning_then_a_held_one_step_change(
+    floor: float, delay: int, steps: float, alarm_on: int, alarms: bool
+) -> None:
+    commissioning = 60  # pairs: one more sample
+    start = commissioning + 1 + delay
+    y, u = held_step(start, steps)
+    outs = feed(LagEstimator(1, alarm_on=alarm_on, noise_floor=[floor]), y, u)
+    alarm = column(outs, "alarm")[:, 0]
+    nis = column(outs, "nis")[:, 0]
+    assert (alarm[:start] == Alarm.NORMAL).all()
+    assert (alarm == Alarm.ALARM).any() == alarms
+    assert (nis[start + 1 :] < 1.0).all()  # the next tick already predicts the new level
+    if floor > 0.0:
+        assert 0.9 * (steps * STEP / floor) ** 2 < nis[start] <= (steps * STEP / floor) ** 2
 
 
 @pytest.mark.parametrize("tau", [3.0, 20.0, 80.0])
@@ -650,6 +725,28 @@ def test_state_round_trip_continues_identically(tmp_path: Path) -> None:
             np.testing.assert_array_equal(v, b.state()[k])
 
 
+def test_noise_floor_is_a_parameter_not_state() -> None:
+    rng = np.random.default_rng(18)
+    y, u = system(rng, 300, 2, noise=0.05)
+    y[200:, 1] += 0.3
+    floors = np.array([0.5, 0.03])  # above the noise; below it
+    a, floored = LagEstimator(2), LagEstimator(2, noise_floor=floors)
+    feed(a, y[:61], u[:61])  # to calibration: until then the floor changes nothing
+    feed(floored, y[:61], u[:61])
+    assert set(floored.state()) == set(a.state())
+    for k, v in floored.state().items():
+        np.testing.assert_array_equal(v, a.state()[k])
+    b = LagEstimator(2, noise_floor=floors)
+    b.load_state(a.state())  # saved without a floor: continues as if it always had it
+    np.testing.assert_array_equal(b.noise_floor, floors)
+    want = feed(floored, y[61:], u[61:])
+    for ours, theirs in zip(want, feed(b, y[61:], u[61:]), strict=True):
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(ours, f), getattr(theirs, f))
+    unfloored = column(feed(a, y[61:], u[61:]), "nis")
+    assert not np.array_equal(column(want, "nis")[:, 0], unfloored[:, 0])  # the floor binds
+
+
 def test_all_nan_input_gives_no_nan() -> None:
     est = LagEstimator(4)
     u = np.arange(4.0)
@@ -718,6 +815,37 @@ def test_invalid_arguments_raise(kwargs: dict[str, Any]) -> None:
     args = {"n_points": 3, **kwargs}
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         LagEstimator(**args)
+
+
+@pytest.mark.parametrize(
+    "floor",
+    [
+        np.zeros(4),
+        np.zeros((3, 1)),
+        0.5,
+        [0.1, -0.1, 0.0],
+        [0.1, math.nan, 0.0],
+        [0.1, math.inf, 0.0],
+        [0.1, 2e100, 0.0],
+        ["0.1", "0", "0"],
+        np.zeros(3, np.bool_),
+        np.zeros(3, np.complex128),
+    ],
+)
+def test_invalid_noise_floor_raises(floor: Any) -> None:
+    with pytest.raises(ValueError, match="noise_floor"):
+        LagEstimator(3, noise_floor=floor)
+
+
+def test_noise_floor_is_copied_and_converted() -> None:
+    floors = np.array([1, 0, 2], dtype=np.int32)
+    est = LagEstimator(3, noise_floor=floors)
+    floors[0] = 7
+    got = est.noise_floor
+    got[1] = 9.0
+    np.testing.assert_array_equal(est.noise_floor, [1.0, 0.0, 2.0])
+    assert est.noise_floor.dtype == np.float64
+    np.testing.assert_array_equal(LagEstimator(2).noise_floor, [0.0, 0.0])
 
 
 Z3 = np.zeros(3)

@@ -74,8 +74,10 @@ class ReferencePoint:
         cusum_h: float = 8.0,
         alarm_on: int = 3,
         alarm_off: int = 5,
+        noise_floor: float = 0.0,
     ) -> None:
         self.commissioning = commissioning
+        self.noise_floor = noise_floor
         self.threshold = threshold
         self.cusum_k = cusum_k
         self.cusum_h = cusum_h
@@ -130,7 +132,8 @@ class ReferencePoint:
         else:
             r = self.values.var
             q = 0.0
-        self.r = max(r, 1e-12, (1e-6 * self.values.mean) ** 2)
+        floor = self.noise_floor * self.noise_floor
+        self.r = max(r, 1e-12, (1e-6 * self.values.mean) ** 2, floor)
         self.q = max(q, 1e-3 * self.r)
 
     def commission(self, z: float) -> None:
@@ -182,9 +185,11 @@ FIELDS = ("estimate", "score", "nis", "alarm", "initialized")
 def run_reference(values: np.ndarray, quality: np.ndarray, **params: Any) -> dict[str, np.ndarray]:
     """Run every column through its own ReferencePoint; outputs shaped (ticks, points)."""
     ticks, n = values.shape
+    floors = params.pop("noise_floor", None)
+    floors = np.zeros(n) if floors is None else np.asarray(floors, dtype=np.float64)
     out = {f: np.zeros((ticks, n)) for f in FIELDS}
     for i in range(n):
-        point = ReferencePoint(**params)
+        point = ReferencePoint(noise_floor=float(floors[i]), **params)
         for t in range(ticks):
             row = point.step(float(values[t, i]), int(quality[t, i]))
             for f, v in zip(FIELDS, row, strict=True):
@@ -299,6 +304,27 @@ def test_many_points_of_different_scales_match_reference() -> None:
     assert_same(got, run_reference(z, qual, commissioning=25))
 
 
+def test_noise_floors_match_reference() -> None:
+    rng = np.random.default_rng(18)
+    _, z = random_walk(rng, 400, 8, q=0.01, r=1.0)
+    z[:, 4:] = np.round(z[:, 4:] * 2.0) / 2.0  # quantised in steps of 0.5
+    z[:, 6] = 3.0  # constant
+    z[200:, 6] = 3.5  # then one step
+    z[250:, 3] += 6.0
+    qual = np.where(rng.random(z.shape) < 0.03, BAD, GOOD).astype(np.uint16)
+    # below, near and above the data's noise (sd 1), and the quantisation noise of 0.5 steps
+    floors = np.array([0.0, 0.3, 1.0, 3.0, 0.5 / math.sqrt(12), 0.5, 0.0, 0.5])
+    got = run_kernel(z, qual, noise_floor=floors)
+    assert_same(got, run_reference(z, qual, noise_floor=floors))
+    assert not np.array_equal(got["nis"], run_kernel(z, qual)["nis"])  # the floors did bind
+
+
+floors_strategy = st.one_of(
+    st.just(0.0),
+    st.floats(0.0, 1e7),  # up to far above the noise of any drawn data
+    st.sampled_from([1e-6, 0.5, 2.0, 1e3]),
+)
+
 values_strategy = st.one_of(
     st.floats(-1e6, 1e6),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -319,6 +345,7 @@ def batches(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         "cusum_h": draw(st.floats(0.5, 10.0)),
         "alarm_on": draw(st.integers(1, 3)),
         "alarm_off": draw(st.integers(1, 3)),
+        "noise_floor": draw(st.none() | hnp.arrays(np.float64, (n,), elements=floors_strategy)),
     }
     return z, qual, params
 
@@ -394,9 +421,64 @@ def test_clean_random_walks_rarely_alarm(q_over_r: float) -> None:
     assert (alarm == Alarm.ALARM).mean() < 1e-3
 
 
+def test_noise_floor_binds_r_at_calibration_and_online() -> None:
+    rng = np.random.default_rng(19)
+    _, z = random_walk(rng, 600, 3, q=0.01, r=1.0)
+    z[:, 0] = 7.0  # constant
+    floors = np.array([0.2, 3.0, 0.01])  # for constant data; above the noise (1); below it
+    est, plain = LevelEstimator(3, noise_floor=floors), LevelEstimator(3)
+    r, plain_r = [], []
+    for t in range(z.shape[0]):
+        est.update(z[t], good((3,)))
+        plain.update(z[t], good((3,)))
+        if t >= 29:  # calibrated
+            r.append(est.state()["r"])
+            plain_r.append(plain.state()["r"])
+    r_arr, plain_arr = np.array(r), np.array(plain_r)
+    assert (r_arr[:, 0] == 0.2 * 0.2).all()
+    assert est.state()["q"][0] == 1e-3 * (0.2 * 0.2)
+    assert (r_arr[:, 1] == 9.0).all()
+    assert (plain_arr[:, 1] < 3.0).all()  # what the data alone says
+    np.testing.assert_array_equal(r_arr[:, 2], plain_arr[:, 2])
+
+
 # ---------------------------------------------------------------------------------------------
 # Behaviour
 # ---------------------------------------------------------------------------------------------
+
+STEP = 0.1  # a temperature held in a Modbus register in steps of 0.1 degC
+QUANTISATION = STEP / math.sqrt(12)  # the noise such a reading has at least
+
+
+def held_step(start: int, steps: float, ticks: int = 300) -> np.ndarray:
+    """20.0 for ``start`` samples, then ``steps`` * STEP higher; shape (ticks + start, 1)."""
+    z = np.full((start + ticks, 1), 20.0)
+    z[start:] += steps * STEP
+    return z
+
+
+@pytest.mark.parametrize(
+    ("floor", "delay", "steps", "alarms"),
+    [
+        (QUANTISATION, 0, 1, False),  # the first sample after calibration, while P = r
+        (QUANTISATION, 1000, 1, True),  # the settled filter flags a 3.5-sigma shift
+        (STEP, 0, 1, False),
+        (STEP, 1000, 1, False),
+        (0.0, 0, 1, True),  # without a floor r = (1e-6 * 20)^2: the test can fail
+        (0.0, 1000, 1, True),
+        (STEP, 1000, 2, True),
+        (QUANTISATION, 0, 20, True),
+        (STEP, 1000, 20, True),
+    ],
+)
+def test_constant_commissioning_then_a_held_one_step_change(
+    floor: float, delay: int, steps: float, alarms: bool
+) -> None:
+    commissioning = 30
+    z = held_step(commissioning + delay, steps)
+    alarm = np.array([o.alarm[0] for o in feed(LevelEstimator(1, noise_floor=[floor]), z)])
+    assert (alarm[: commissioning + delay] == Alarm.NORMAL).all()
+    assert (alarm == Alarm.ALARM).any() == alarms
 
 
 def test_step_raises_alarm_of_its_point_only() -> None:
@@ -495,6 +577,20 @@ def test_state_round_trip_continues_identically(tmp_path: Path) -> None:
             np.testing.assert_array_equal(v, b.state()[k])
 
 
+def test_noise_floor_is_a_parameter_not_state() -> None:
+    z = np.full((40, 2), 5.0)
+    floors = np.array([0.5, 0.0])
+    unfloored = LevelEstimator(2)
+    feed(unfloored, z)
+    est = LevelEstimator(2, noise_floor=floors)
+    assert set(est.state()) == set(unfloored.state())
+    est.load_state(unfloored.state())  # saved without a floor
+    np.testing.assert_array_equal(est.noise_floor, floors)
+    assert est.state()["r"][0] < 1e-6
+    est.update(np.array([5.0, 5.0]), good((2,)))  # learnt: r is estimated again, with the floor
+    np.testing.assert_array_equal(est.state()["r"], [0.25, unfloored.state()["r"][1]])
+
+
 def test_all_nan_input_gives_no_nan() -> None:
     est = LevelEstimator(4)
     for _ in range(50):
@@ -573,6 +669,37 @@ def test_invalid_arguments_raise(kwargs: dict[str, Any]) -> None:
     args = {"n_points": 3, **kwargs}
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         LevelEstimator(**args)
+
+
+@pytest.mark.parametrize(
+    "floor",
+    [
+        np.zeros(4),
+        np.zeros((3, 1)),
+        0.5,
+        [0.1, -0.1, 0.0],
+        [0.1, math.nan, 0.0],
+        [0.1, math.inf, 0.0],
+        [0.1, 2e100, 0.0],
+        ["0.1", "0", "0"],
+        np.zeros(3, np.bool_),
+        np.zeros(3, np.complex128),
+    ],
+)
+def test_invalid_noise_floor_raises(floor: Any) -> None:
+    with pytest.raises(ValueError, match="noise_floor"):
+        LevelEstimator(3, noise_floor=floor)
+
+
+def test_noise_floor_is_copied_and_converted() -> None:
+    floors = np.array([1, 0, 2], dtype=np.int32)
+    est = LevelEstimator(3, noise_floor=floors)
+    floors[0] = 7
+    got = est.noise_floor
+    got[1] = 9.0
+    np.testing.assert_array_equal(est.noise_floor, [1.0, 0.0, 2.0])
+    assert est.noise_floor.dtype == np.float64
+    np.testing.assert_array_equal(LevelEstimator(2).noise_floor, [0.0, 0.0])
 
 
 @pytest.mark.parametrize(
