@@ -10,7 +10,6 @@ dead unit costs its neighbours at most one timeout per probe instead of one per 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +50,10 @@ class _Group:
     index: np.ndarray  # device point indexes
     period: float
     due: float = 0.0
+    keys: list[int] = field(init=False)  # index as a list, what a driver's poll() takes
+
+    def __post_init__(self) -> None:
+        self.keys = self.index.tolist()
 
 
 @dataclass
@@ -73,6 +76,11 @@ class _Device:
     backoff: Backoff
     health: DeviceHealth = field(default_factory=DeviceHealth)
     probe_due: float | None = None  # set while the breaker is open
+    every: _Group = field(init=False)  # all points at once, what a probe polls
+
+    def __post_init__(self) -> None:
+        index = np.concatenate([g.index for g in self.groups])
+        self.every = _Group(index, self.groups[0].period)
 
     @property
     def name(self) -> str:
@@ -165,13 +173,12 @@ class BusScheduler:
         for dev in self.devices.values():
             for g in dev.groups:
                 g.due = now
-        order = itertools.count()
         # One long-lived watcher turns ``stop`` into a wake-up, so an idle wait is a single
         # timer and a single event (no tasks per wait: this loop runs on every poll).
         stopper = asyncio.ensure_future(stop.wait())
         stopper.add_done_callback(lambda _: self._wake.set())
         try:
-            await self._loop(stop, order)
+            await self._loop(stop)
         finally:
             stopper.cancel()
             await asyncio.gather(stopper, return_exceptions=True)
@@ -181,7 +188,7 @@ class BusScheduler:
             if not w.done.done():
                 w.done.set_exception(EdgetwinError(f"bus {self.name!r} stopped before the write"))
 
-    async def _loop(self, stop: asyncio.Event, order: itertools.count[int]) -> None:
+    async def _loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             while not self._writes.empty():
@@ -190,11 +197,7 @@ class BusScheduler:
                     await self._run_write(self._writes.get_nowait())
                 finally:
                     self._job_since = None
-            due, _, dev, group = min(
-                ((d.probe_due if d.probe_due is not None else g.due), next(order), d, g)
-                for d in self.devices.values()
-                for g in (d.groups[:1] if d.probe_due is not None else d.groups)
-            )
+            due, dev, group = self._next_job()
             wait = due - loop.time()
             if wait > 0:
                 self._sleep_until = loop.time() + wait
@@ -211,13 +214,29 @@ class BusScheduler:
             finally:
                 self._job_since = None
 
+    def _next_job(self) -> tuple[float, _Device, _Group]:
+        """The earliest due group (a probe counts as its device's first), first listed on a tie."""
+        best: tuple[float, _Device, _Group] | None = None
+        for d in self.devices.values():
+            if d.probe_due is not None:
+                if best is None or d.probe_due < best[0]:
+                    best = (d.probe_due, d, d.groups[0])
+                continue
+            for g in d.groups:
+                if best is None or g.due < best[0]:
+                    best = (g.due, d, g)
+        if best is None:
+            raise ValueError(f"bus {self.name!r} has no devices to poll")
+        return best
+
     async def _poll(self, dev: _Device, group: _Group) -> None:
         probing = dev.probe_due is not None
-        points = group.index if not probing else np.concatenate([g.index for g in dev.groups])
+        polled = dev.every if probing else group
+        points = polled.index
         self.transactions += 1
         dev.health.polls += 1
         try:
-            result = await dev.spec.device.poll(points.tolist())
+            result = await dev.spec.device.poll(polled.keys)
         except Exception as exc:  # a driver bug must not take the bus down
             log.exception("device %s: poll failed unexpectedly", dev.name)
             n = len(points)
@@ -227,7 +246,7 @@ class BusScheduler:
             result.fail(EdgetwinError(f"internal error {type(exc).__name__}"))
             values, quality = result.values, result.quality
         else:
-            values, quality = result.values[points], result.quality[points].copy()
+            values, quality = result.values[points], result.quality[points]  # copies
         values = np.where((quality & _NO_VALUE) != 0, np.nan, values)
         self.sink(DeviceReading(dev.name, self.clock(), values, quality, index=points.copy()))
         loop_now = asyncio.get_running_loop().time()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 
 from edgetwin.config.modbus import BIT_TABLES, ModbusDeviceConfig, ModbusPointConfig, Table
 from edgetwin.core.types import Quality
-from edgetwin.drivers.base import NO_VALUE, PollResult, scaled
+from edgetwin.drivers.base import PollResult, scaled
 from edgetwin.errors import (
     DeviceExceptionError,
     EdgetwinError,
@@ -24,11 +25,10 @@ from edgetwin.errors import (
 )
 from edgetwin.protocols.modbus.codec import (
     ValueType,
-    decode,
+    WordDecoder,
     decode_string,
     encode,
     encode_string,
-    get_bit,
     set_bit,
 )
 from edgetwin.protocols.modbus.plan import ReadRequest, Span, plan_reads
@@ -36,7 +36,6 @@ from edgetwin.transports.modbus_tcp import ModbusLink
 
 log = logging.getLogger(__name__)
 
-_NO_VALUE = NO_VALUE
 _TABLES: tuple[Table, ...] = ("coil", "discrete", "holding", "input")
 
 
@@ -44,8 +43,49 @@ class WriteRejectedError(EdgetwinError, ValueError):
     """A write refused before it reached the bus: read-only point, value out of range or type."""
 
 
-def _scaled(point: ModbusPointConfig, raw: float) -> tuple[float, Quality]:
-    return scaled(raw, point.scale, point.offset, point.range)
+_GOOD, _STALE, _COMM_FAIL = int(Quality.GOOD), int(Quality.STALE), int(Quality.COMM_FAIL)
+_DEVICE_ERROR, _DECODE_ERROR = int(Quality.DEVICE_ERROR), int(Quality.DECODE_ERROR)
+
+
+class _PointReader:
+    """One point's words → (value, quality), everything that does not change resolved once."""
+
+    __slots__ = ("bit", "count", "decoder", "key", "point", "text")
+
+    def __init__(self, key: int, point: ModbusPointConfig) -> None:
+        self.key = key
+        self.point = point
+        self.count = point.count
+        self.text = point.type == "string"
+        self.bit = -1 if point.table in BIT_TABLES else point.bit  # None: a number
+        numeric = not self.text and point.table not in BIT_TABLES and point.type != "bool"
+        self.decoder = WordDecoder(cast(ValueType, point.type), point.order) if numeric else None
+
+    def read(self, words: list[int], texts: dict[int, str]) -> tuple[float, int]:
+        """The point's value and quality from its ``words``; a string goes to ``texts``."""
+        p = self.point
+        try:
+            if self.decoder is not None:
+                raw = self.decoder(words)
+            elif self.text:
+                texts[self.key] = decode_string(words, p.order)
+                return math.nan, _GOOD
+            elif self.bit == -1:
+                raw = float(words[0])
+            else:
+                raw = float(words[0] >> cast(int, self.bit) & 1)
+        except ValueError:
+            return math.nan, _DECODE_ERROR
+        value, quality = scaled(raw, p.scale, p.offset, p.range)
+        return value, int(quality)
+
+
+@dataclass(frozen=True, slots=True)
+class _PollPlan:
+    """The requests of one set of points, each with the readers of the spans it serves."""
+
+    requests: list[tuple[Table, ReadRequest, tuple[tuple[int, _PointReader], ...]]]
+    quality: list[int]  # before any answer: COMM_FAIL where a request will read, else STALE
 
 
 class ModbusDevice:
@@ -59,8 +99,10 @@ class ModbusDevice:
             table: [(cfg.wire_address(table, a), cfg.wire_address(table, b)) for a, b in ranges]
             for table, ranges in cfg.forbidden.items()
         }
+        self._readers = [_PointReader(i, p) for i, p in enumerate(cfg.points)]
         self.plan = self._plan(range(len(cfg.points)))
-        self._plans: dict[tuple[int, ...], list[tuple[Table, ReadRequest]]] = {}
+        self._all = self._compile(self.plan)
+        self._plans: dict[tuple[int, ...], _PollPlan] = {}
 
     def _plan(self, keys: Sequence[int]) -> list[tuple[Table, ReadRequest]]:
         """Coalesced requests for the points ``keys``, table by table."""
@@ -81,6 +123,17 @@ class ModbusDevice:
             plan += [(table, r) for r in requests]
         return plan
 
+    def _compile(self, plan: list[tuple[Table, ReadRequest]]) -> _PollPlan:
+        quality = [_STALE] * len(self.cfg.points)
+        requests = []
+        for table, req in plan:
+            spans = []
+            for span in req.spans:
+                quality[span.key] = _COMM_FAIL
+                spans.append((span.address - req.address, self._readers[span.key]))
+            requests.append((table, req, tuple(spans)))
+        return _PollPlan(requests, quality)
+
     @property
     def name(self) -> str:
         """The device's configured name."""
@@ -98,61 +151,43 @@ class ModbusDevice:
 
     async def poll(self, points: Sequence[int] | None = None) -> PollResult:
         """Read ``points`` (all when None); a failed request marks only its own points bad."""
-        n = len(self.cfg.points)
         if points is None:
-            plan = self.plan
+            plan = self._all
         else:
             key = tuple(sorted(points))
-            plan = self._plans.get(key) or self._plans.setdefault(key, self._plan(key))
-        values = np.full(n, np.nan)
-        quality = np.full(n, int(Quality.STALE), dtype=np.uint16)
-        for _, req in plan:
-            for span in req.spans:
-                quality[span.key] = Quality.COMM_FAIL
-        result = PollResult(values, quality, requests=len(plan))
-        for table, req in plan:
+            plan = self._plans.get(key) or self._plans.setdefault(
+                key, self._compile(self._plan(key))
+            )
+        # Plain lists while decoding (a handful of points: numpy per element costs more).
+        values = [math.nan] * len(self.cfg.points)
+        quality = plan.quality.copy()
+        result = PollResult(np.empty(0), np.empty(0, np.uint16), requests=len(plan.requests))
+        texts = self.texts
+        for table, req, spans in plan.requests:
             try:
                 words = await self._read(table, req.address, req.count)
             except DeviceExceptionError as exc:
                 result.fail(exc)
-                for span in req.spans:
-                    quality[span.key] = Quality.DEVICE_ERROR
+                for _, r in spans:
+                    quality[r.key] = _DEVICE_ERROR
                 continue
             except ProtocolError as exc:
                 result.fail(exc)
-                for span in req.spans:
-                    quality[span.key] = Quality.DECODE_ERROR
+                for _, r in spans:
+                    quality[r.key] = _DECODE_ERROR
                 continue
             except TransientError as exc:
                 # The link is down or the unit is silent: the rest of this cycle would only
                 # stack up timeouts on a shared bus, so its points stay COMM_FAIL.
                 result.fail(exc, result.requests - result.failed - result.ok)
                 break
-            for span in req.spans:
-                off = span.address - req.address
-                values[span.key], quality[span.key] = self._decode(
-                    span.key, words[off : off + span.count]
-                )
+            for off, r in spans:
+                values[r.key], quality[r.key] = r.read(words[off : off + r.count], texts)
             result.ok += 1
-        values[(quality & _NO_VALUE) != 0] = np.nan
+        # Every quality without a number (NO_VALUE) came with NaN above.
+        result.values = np.array(values, dtype=np.float64)
+        result.quality = np.array(quality, dtype=np.uint16)
         return result
-
-    def _decode(self, key: int, words: list[int]) -> tuple[float, Quality]:
-        point = self.cfg.points[key]
-        try:
-            if point.type == "string":
-                self.texts[key] = decode_string(words, point.order)
-                return math.nan, Quality.GOOD
-            if point.table in BIT_TABLES:
-                raw = float(words[0])
-            elif point.type == "bool":
-                assert point.bit is not None  # the config requires it
-                raw = float(get_bit(words[0], point.bit))
-            else:
-                raw = decode(words, cast(ValueType, point.type), point.order)
-        except ValueError:
-            return math.nan, Quality.DECODE_ERROR
-        return _scaled(point, raw)
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ ERROR_KINDS = ("timeout", "connection", "exception", "protocol", "other", "inter
 
 _TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _TICK_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-_SAMPLE_PERIOD = 1.0  # s between samples of the uplink state (it has no change callback)
+_SAMPLE_PERIOD = 1.0  # s between samples of an uplink state that comes without its own since
 _HEADER_TIMEOUT = 5.0  # s a client may take to send its request
 _HEADER_LIMIT = 16 * 1024
 
@@ -97,6 +97,7 @@ class UplinkView:
     connected: bool
     published: int
     broker: str
+    since: float | None = None  # unix time ``connected`` last changed; None: sample it
 
 
 def scheduler_devices(schedulers: Iterable[BusScheduler]) -> Callable[[], list[DeviceView]]:
@@ -146,7 +147,9 @@ def twin_points(cfg: Config, twin: TwinStage) -> Callable[[], list[PointView]]:
 def uplink_state(uplink: MqttUplink) -> Callable[[], UplinkView]:
     """A view of ``uplink``, read live."""
     broker = f"{uplink.cfg.host}:{uplink.cfg.port}"
-    return lambda: UplinkView(uplink.connected, uplink.published, broker)
+    return lambda: UplinkView(
+        uplink.connected, uplink.published, broker, since=uplink.connected_since
+    )
 
 
 def error_kind(exc: BaseException) -> str:
@@ -259,6 +262,7 @@ class GatewayMetrics:
         ProcessCollector(registry=self.registry)
         self._sources: _Sources | None = None
         self._uplink_edge = _Edge(False, self.started)
+        self._uplink_timed = False  # the bound uplink view says itself since when
         self._errors_seen: dict[str, dict[str, int]] = {}
         self.registry.register(_LiveCollector(self))
 
@@ -316,15 +320,19 @@ class GatewayMetrics:
         return self._sources is not None
 
     def sample(self) -> _Sources | None:
-        """Note the uplink state (it has no change callback); return the sources."""
+        """Note the uplink state (for a view without its own since); return the sources."""
         src = self._sources
         if src is not None:
-            self._uplink_edge.sample(src.uplink().connected, self.clock())
+            up = src.uplink()
+            self._uplink_edge.sample(up.connected, self.clock())
+            self._uplink_timed = up.since is not None
         return src
 
     def uplink_since(self) -> float:
-        """When the uplink was first seen in its current state."""
-        return self._uplink_edge.since
+        """When the uplink went into its current state (as far as samples tell, without a since)."""
+        src = self._sources
+        since = None if src is None else src.uplink().since
+        return self._uplink_edge.since if since is None else since
 
     def status(self) -> Status:
         """The document `edgetwin status` reads; RuntimeError before :meth:`bind`."""
@@ -416,6 +424,9 @@ class GatewayMetrics:
         try:
             while True:
                 self.sample()
+                if self._uplink_timed:
+                    # Nothing to sample: an idle daemon must not wake up for it.
+                    await asyncio.get_running_loop().create_future()
                 await asyncio.sleep(_SAMPLE_PERIOD)
         finally:
             await server.close()
@@ -468,8 +479,7 @@ class _LiveCollector(Collector):
         )
         yield GaugeMetricFamily(
             "edgetwin_mqtt_state_since_timestamp_seconds",
-            "Unix time at which the MQTT connection was first seen in its current state "
-            "(sampled every second).",
+            "Unix time at which the MQTT connection went into its current state.",
             value=m.uplink_since(),
         )
         yield CounterMetricFamily(

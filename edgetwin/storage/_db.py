@@ -41,6 +41,8 @@ class Counts:
     dropped_bytes: int = 0
     commits: int = 0
     broken: frozenset[str] = field(default_factory=frozenset)
+    drops_waiting: bool = True  # drop records may wait for take_drops()
+    head: tuple[OutboxRow, ...] | None = None  # the oldest rows right after this; None: unread
 
 
 def _row(r: tuple[int, str, bytes, int, str, float, str | None, int | None]) -> OutboxRow:
@@ -123,8 +125,8 @@ class OutboxDb:
         except (sqlite3.Error, StorageError):
             _log.exception("outbox %s: cannot re-read the outbox after an error", self._path)
 
-    def snapshot(self) -> Counts:
-        """Return the current counters under a new sequence number."""
+    def snapshot(self, head: tuple[OutboxRow, ...] | None = None) -> Counts:
+        """Return the current counters under a new sequence number (and ``head`` if read)."""
         self._seq += 1
         return Counts(
             seq=self._seq,
@@ -137,10 +139,18 @@ class OutboxDb:
             dropped_bytes=self._dropped.bytes,
             commits=self._commits,
             broken=frozenset(self._overflow.broken),
+            drops_waiting=self._drops.waiting,
+            head=head,
         )
 
-    def insert(self, rows: Sequence[NewRow], now: float, announced_upto: int = 0) -> Counts:
-        """Commit ``rows`` in one transaction, apply the bounds, mark announced drop records."""
+    def insert(
+        self, rows: Sequence[NewRow], now: float, announced_upto: int = 0, head: int = 0
+    ) -> Counts:
+        """Commit ``rows`` in one transaction, apply the bounds, mark announced drop records.
+
+        With ``head`` > 0 the counters carry the first ``head`` rows after the commit, so the
+        consumer woken by it needs no second trip to this thread.
+        """
         db = self._require()
         conn = db.conn
         try:
@@ -176,7 +186,13 @@ class OutboxDb:
         self._bytes += added - expired.bytes - evicted.bytes
         self._oldest_created, self._newest_id = ends
         self._note_drops(chained, expired, evicted)
-        return self.snapshot()
+        if head <= 0:
+            return self.snapshot()
+        try:
+            first = self._rows(head, 0)
+        except StorageError:
+            first = None  # committed all the same; the consumer reads the rows itself
+        return self.snapshot(None if first is None else tuple(first))
 
     def _enforce_bounds_now(self, now: float) -> None:
         # The bounds may have shrunk since the last run, and time passed.
@@ -245,6 +261,9 @@ class OutboxDb:
 
     def pending(self, limit: int, after_id: int) -> list[OutboxRow]:
         """Return up to ``limit`` committed rows with ``id > after_id``, oldest first."""
+        return self._rows(limit, after_id)
+
+    def _rows(self, limit: int, after_id: int) -> list[OutboxRow]:
         conn = self._require().conn
         try:
             rows = conn.execute(
@@ -255,13 +274,14 @@ class OutboxDb:
             raise StorageError(f"{self._path}: cannot read the outbox: {exc}") from exc
         return [_row(r) for r in rows]
 
-    def take_drops(self) -> list[DropRecord]:
+    def take_drops(self) -> tuple[list[DropRecord], Counts]:
         """Return drop records neither announced nor handed out since open, oldest first."""
         conn = self._require().conn
         try:
-            return self._drops.take(conn)
+            records = self._drops.take(conn)
         except sqlite3.Error as exc:
             raise StorageError(f"{self._path}: cannot read the drop records: {exc}") from exc
+        return records, self.snapshot()
 
     def ack(self, ids: Sequence[int], now: float) -> Counts:
         """Delete delivered rows; unknown or repeated ids are ignored."""

@@ -77,6 +77,7 @@ class DropLog:
 
     def __init__(self) -> None:
         self._taken_upto = 0  # records up to this id were handed out: never merge into them
+        self.waiting = True  # a record may wait to be taken (unknown before the first take)
 
     def record(
         self,
@@ -89,6 +90,7 @@ class DropLog:
         now: float,
     ) -> None:
         """Add ``tally`` to the session's open record for ``reason``, or start one."""
+        self.waiting = True
         known = [s for s in seqs if s is not None]
         first, last = (min(known), max(known)) if known else (None, None)
         row = conn.execute(
@@ -119,6 +121,7 @@ class DropLog:
         ).fetchall()
         if rows:
             self._taken_upto = int(rows[-1][0])
+        self.waiting = False
         return [DropRecord(*row) for row in rows]
 
     @staticmethod

@@ -1,8 +1,10 @@
 """Durable store-and-forward outbox between the twin (producer) and the MQTT uplink (consumer).
 
 Producers ``put()`` into an in-memory buffer and never wait on the database. One writer task
-(``run_writer()``) commits the buffer every ``commit_interval`` in one transaction (one
-``executemany``). All SQLite work runs on one dedicated worker thread, never on the event loop.
+(``run_writer()``) commits the buffer in one transaction (one ``executemany``), at most once per
+``commit_interval``: a put after a quiet interval is committed at once, later ones wait for the
+next slot. No row waits longer than ``commit_interval``, and an outbox with nothing to write
+never wakes up. All SQLite work runs on one dedicated worker thread, never on the event loop.
 A row leaves the outbox only when the consumer ``ack()``s it after the broker acknowledged it,
 or when the overflow policy drops it.
 
@@ -102,11 +104,13 @@ class Outbox:
         self._inflight = 0  # rows handed to the worker thread, not committed yet
         self._counts = Counts()
         self._stop = asyncio.Event()
+        self._work = asyncio.Event()  # something to commit, or stop(): wakes the writer
         self._changed = asyncio.Event()  # replaced on every change; see _notify()
         self._writer_running = False
         self._writer_done = asyncio.Event()
         self._announce_upto = 0  # drop records handed out by take_drops()
         self._announced_upto = 0  # ... and marked announced in a commit
+        self._head = 0  # rows a commit reads back for the next pending(): its last limit
 
     @property
     def path(self) -> Path:
@@ -166,9 +170,10 @@ class Outbox:
         data = bytes(payload)
         size = len(data) + len(topic.encode())
         self._buffer.append(NewRow(topic, data, retain, kind, self._clock(), size, session, seq))
+        self._work.set()
 
     async def run_writer(self) -> None:
-        """Commit the buffer every commit interval until stop()/close(), then flush a last time."""
+        """Commit what is put, at most once per commit interval, until stop()/close()."""
         if self._closing is not None:
             return  # close() already flushed; a writer task that started late has nothing to do
         self._require_open()
@@ -176,12 +181,19 @@ class Outbox:
             raise RuntimeError("Outbox.run_writer() is already running")
         self._writer_running = True
         self._writer_done.clear()
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self._commit_interval  # the earliest next commit
         try:
             while not self._stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._commit_interval):
-                        await self._stop.wait()
+                await self._work.wait()
+                if (wait := due - loop.time()) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._stop.wait()
+                # Rows put from here on (also while the commit runs) set it again.
+                self._work.clear()
                 if self._buffer or self._announce_upto > self._announced_upto:
+                    due = loop.time() + self._commit_interval
                     await self._commit()
             if self._buffer:  # stop() came before the loop ever ran
                 await self._commit()
@@ -192,6 +204,7 @@ class Outbox:
     def stop(self) -> None:
         """Ask run_writer() to flush once more and return."""
         self._stop.set()
+        self._work.set()
 
     async def flush(self) -> None:
         """Commit everything put so far; returns once it is on disk (see module docstring)."""
@@ -203,6 +216,12 @@ class Outbox:
         self._require_open()
         if limit <= 0:
             return []
+        self._head = limit
+        counts = self._counts
+        head = counts.head
+        if after_id == 0 and head is not None and len(head) >= min(limit, counts.depth):
+            # Read back by the latest commit, and nothing has changed the table since.
+            return list(head[:limit])
         return await self._call(partial(self._db.pending, limit, after_id))
 
     async def wait_pending(self, *, after_id: int = 0) -> None:
@@ -223,10 +242,14 @@ class Outbox:
     async def take_drops(self) -> list[DropRecord]:
         """Return drop records not announced yet, once; put their announcements right away."""
         self._require_open()
-        records = await self._call(self._db.take_drops)
+        if not self._counts.drops_waiting:
+            return []  # nothing was dropped since the last take: no trip to the database
+        records, counts = await self._call(self._db.take_drops)
+        self._apply(counts)
         if records:
             # Marked in the next commit, atomically with the announcements put before it.
             self._announce_upto = max(self._announce_upto, records[-1].id)
+            self._work.set()
         return records
 
     def needs_snapshot(self, session: str) -> bool:
@@ -254,7 +277,7 @@ class Outbox:
             await self._closing.wait()
             return
         self._closing = closing = asyncio.Event()
-        self._stop.set()
+        self.stop()
         try:
             if self._writer_running:
                 await self._writer_done.wait()
@@ -276,7 +299,9 @@ class Outbox:
             return
         self._inflight += len(rows)
         try:
-            counts = await self._call(partial(self._db.insert, rows, self._clock(), upto))
+            counts = await self._call(
+                partial(self._db.insert, rows, self._clock(), upto, self._head)
+            )
         except StorageError:
             self._buffer[:0] = rows  # kept for a later flush; the transaction was rolled back
             raise

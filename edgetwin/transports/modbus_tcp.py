@@ -174,8 +174,11 @@ class ModbusLink:
         """
         wait = self.timeout if answer_within is None else min(answer_within, self.timeout)
         async with self._lock:
-            client = await self._ensure_connected()
-            await self._quiet(pause)
+            client = self._client
+            if client is None or not client.connected:
+                client = await self._ensure_connected()
+            if pause > 0 or self.silence > 0 or self._last_failed:
+                await self._quiet(pause)
             self.transactions += 1
             self._rx = False
             failed = True

@@ -171,25 +171,23 @@ def unzigzag(values: npt.NDArray[np.uint64]) -> IntArray:
     return out
 
 
+_VARINT_STEPS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+_VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
+_VARINT_BYTE = np.arange(10)
+
+
 def pack_varints(values: npt.ArrayLike) -> bytes:
     """Zigzag LEB128: 7 bits per byte, least significant group first, high bit = more."""
     u = zigzag(values)
-    n = len(u)
-    if not n:
+    if not len(u):
         return b""
-    sizes = np.ones(n, dtype=np.int64)
-    for k in range(1, 10):
-        sizes += u >= np.uint64(1 << (7 * k))
-    starts = np.cumsum(sizes) - sizes
-    out = np.zeros(int(sizes.sum()), dtype=np.uint8)
-    for k in range(10):
-        rows = np.flatnonzero(sizes > k)
-        if not rows.size:
-            break
-        group = (u[rows] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        more = np.where(sizes[rows] > k + 1, 0x80, 0).astype(np.uint64)
-        out[starts[rows] + k] = (group | more).astype(np.uint8)
-    return out.tobytes()
+    # Bytes per value: one, plus one per 7-bit step the value reaches.
+    sizes = np.searchsorted(_VARINT_STEPS, u, side="right")[:, None] + 1
+    width = int(sizes.max())
+    # Row i holds value i's groups; only its first sizes[i] bytes are kept, row by row.
+    groups = (u[:, None] >> _VARINT_SHIFTS[:width]) & np.uint64(0x7F)
+    groups |= (_VARINT_BYTE[:width] < sizes - 1) * np.uint64(0x80)
+    return groups[_VARINT_BYTE[:width] < sizes].astype(np.uint8).tobytes()
 
 
 def unpack_varints(data: bytes, count: int, what: str) -> IntArray:
@@ -257,8 +255,8 @@ def pack_frame(frame: WireFrame) -> bytes:
         "n": int(frame.seq),
         "t": ts0,
         "r": n,
-        "i": pack_varints(np.diff(index, prepend=0)),
-        "d": pack_varints(np.diff(ms, prepend=ts0)),
+        "i": pack_varints(_steps(index, 0)),
+        "d": pack_varints(_steps(ms, ts0)),
         "f": flags.tobytes(),
         "q": pack_varints(quality.astype(np.int64)),
         "c": np.asarray(frame.score_q, dtype=np.uint8).tobytes(),
@@ -273,6 +271,14 @@ def pack_frame(frame: WireFrame) -> bytes:
     header = (FLAG_REPLAY if frame.replay else 0) | (FLAG_SNAPSHOT if frame.snapshot else 0)
     compressed: bytes = _zstd.cctx.compress(raw)
     return MAGIC + bytes((VERSION, header)) + compressed
+
+
+def _steps(x: IntArray, first: int) -> IntArray:
+    """``np.diff(x, prepend=first)``, without its generality (this runs once per frame)."""
+    out = np.empty_like(x)
+    out[:1] = x[:1] - first
+    np.subtract(x[1:], x[:-1], out=out[1:])
+    return out
 
 
 def _check_split(name: str, is_float: npt.NDArray[np.bool_], q: IntArray, f: FloatArray) -> None:

@@ -77,10 +77,14 @@ def quantise(values: npt.ArrayLike, res: FloatArray) -> Quantised:
     v = np.asarray(values, dtype=np.float64)
     with np.errstate(all="ignore"):
         x = np.rint(v / res)
-    exact = np.isnan(res)
-    ok = ~exact & np.isfinite(x) & (np.abs(x) <= MAX_Q)
-    escaped = np.where(exact | ~np.isfinite(v), v, dequantise(x, res))
-    return Quantised(is_float=~ok, q=x[ok].astype(np.int64), f=escaped[~ok])
+        ok = np.isfinite(x) & (np.abs(x) <= MAX_Q)  # an exact row (NaN res) never is
+    rest = ~ok
+    f = v[rest]
+    # Finite values with a resolution that escape only for their size travel dequantised.
+    lossy = np.isfinite(f) & ~np.isnan(res[rest])
+    if lossy.any():
+        f[lossy] = dequantise(x[rest][lossy], res[rest][lossy])
+    return Quantised(is_float=rest, q=x[ok].astype(np.int64), f=f)
 
 
 def dequantise(q: npt.ArrayLike, res: FloatArray) -> FloatArray:
@@ -106,6 +110,11 @@ def _groups(points: IntArray) -> tuple[IntArray, npt.NDArray[np.bool_], npt.NDAr
 
 def _deltas(points: IntArray, q: IntArray, ref: IntArray) -> IntArray:
     """Per row, q minus the point's previous q (earlier row of the point, else ``ref``)."""
+    if len(points) < 2 or (points[1:] > points[:-1]).all():
+        # Each point once (the usual frame): every row refers to the point's last frame.
+        out: IntArray = q - ref[points]
+        ref[points] = q
+        return out
     order, first, last = _groups(points)
     ps, qs = points[order], q[order]
     prev = np.empty_like(qs)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.core.types import FloatArray, TwinBatch
+from edgetwin.core.types import TwinBatch
 from edgetwin.uplink.codec import REPORT_MODES, PointInfo, ReportMode
 
 __all__ = ["Policy", "Reporter"]
@@ -62,31 +62,25 @@ class Policy:
 
 
 class Reporter:
-    """Selects the rows of twin batches to send and remembers what was sent, per point."""
+    """Selects the rows of twin batches to send and remembers what was sent, per point.
+
+    Rows are taken one at a time, in order, in plain Python: a batch is one device's poll,
+    a handful of points, where a numpy call costs more than the arithmetic it would save.
+    """
 
     def __init__(self, policies: Sequence[Policy]) -> None:
         n = len(policies)
-        self._mode = np.array([_MODE_CODE[p.mode] for p in policies], dtype=np.int8)
-        self._res = np.array([p.resolution or np.nan for p in policies], dtype=np.float64)
-        deadband = np.array(
-            [(p.resolution or 0.0) if p.deadband is None else p.deadband for p in policies],
-            dtype=np.float64,
-        )
-        with np.errstate(invalid="ignore"):
-            # counts within the deadband; the epsilon keeps 0.3/0.1 = 2.9999999999999996 at 3
-            counts = np.floor(deadband / self._res * (1 + 1e-9))
-        self._band = np.where(np.isnan(self._res), deadband, counts)
-        self._heartbeat = np.array(
-            [np.inf if p.heartbeat is None else p.heartbeat for p in policies], dtype=np.float64
-        )
-        self._seen = np.zeros(n, dtype=bool)
-        self._value = np.full(n, np.nan)  # last sent, in counts where there is a resolution
-        self._estimate = np.full(n, np.nan)
-        self._alarm = np.zeros(n, dtype=np.uint8)
-        self._quality = np.zeros(n, dtype=np.uint16)
-        self._sent_at = np.full(n, -np.inf)
-        self._exact = np.isnan(self._res)
-        self._slot = np.zeros(n, dtype=np.int64)  # scratch for the duplicate check
+        self._mode = [_MODE_CODE[p.mode] for p in policies]
+        self._res = [p.resolution for p in policies]  # None: compared as float64
+        self._band = [_band(p) for p in policies]
+        self._heartbeat = [math.inf if p.heartbeat is None else p.heartbeat for p in policies]
+        # What was last sent, per point; values in counts where there is a resolution.
+        self._seen = [False] * n
+        self._value = [math.nan] * n
+        self._estimate = [math.nan] * n
+        self._alarm = [0] * n
+        self._quality = [0] * n
+        self._sent_at = [-math.inf] * n
 
     @classmethod
     def from_points(cls, points: Sequence[PointInfo]) -> Reporter:
@@ -109,116 +103,93 @@ class Reporter:
     ) -> npt.NDArray[np.bool_]:
         """Return the mask of rows to send, and remember them as sent at ``now``."""
         index = self._index(batch)
-        n = len(index)
         nis_rows = None if nis is None else np.asarray(nis, dtype=np.float64)
-        if nis_rows is not None and nis_rows.shape != (n,):
-            raise ValueError(f"nis must have shape ({n},), got {nis_rows.shape}")
-        mask = np.zeros(n, dtype=bool)
-        # A point may appear more than once in a batch; each later row compares with the
-        # earlier one if that was sent, so rows are taken in waves of distinct points.
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            for rows in self._waves(index):
-                p = index[rows]
-                value = self._grid(batch.value[rows], p)
-                estimate = self._grid(batch.estimate[rows], p)
-                mode = self._mode[p]
-                send = (
-                    ~self._seen[p]
-                    | (batch.quality[rows] != self._quality[p])
-                    | (batch.alarm[rows] != self._alarm[p])
-                    | (now - self._sent_at[p] >= self._heartbeat[p])
-                    | (mode == _FULL)
-                )
-                moved = self._moved(value, self._value[p], p)
-                send |= (mode == _DEADBAND) & moved
-                model = mode == _MODEL
-                if model.any():
-                    if nis_rows is None:
-                        send |= model & moved
-                    else:
-                        r = nis_rows[rows]
-                        tracked = (r > float(sigmas) ** 2) | self._moved(
-                            estimate, self._estimate[p], p
-                        )
-                        send |= model & np.where(np.isfinite(r), tracked, moved)
-                mask[rows[send]] = True
-                self._remember(p[send], value[send], estimate[send], batch, rows[send], now=now)
-        return mask
+        if nis_rows is not None and nis_rows.shape != (len(index),):
+            raise ValueError(f"nis must have shape ({len(index)},), got {nis_rows.shape}")
+        r_nis = None if nis_rows is None else nis_rows.tolist()
+        bound = float(sigmas) ** 2
+        value, estimate = batch.value.tolist(), batch.estimate.tolist()
+        alarm, quality = batch.alarm.tolist(), batch.quality.tolist()
+        mode, band = self._mode, self._band
+        mask = []
+        # Row by row: a point met twice in a batch compares with its earlier row if sent.
+        for k, i in enumerate(index):
+            v, e = self._grid(value[k], i), self._grid(estimate[k], i)
+            send = (
+                not self._seen[i]
+                or quality[k] != self._quality[i]
+                or alarm[k] != self._alarm[i]
+                or now - self._sent_at[i] >= self._heartbeat[i]
+            )
+            if not send:
+                m = mode[i]
+                if m == _FULL:
+                    send = True
+                elif m == _DEADBAND or r_nis is None or not _isfinite(r_nis[k]):
+                    send = _moved(v, self._value[i], band[i])
+                else:  # model, with a usable nis
+                    send = r_nis[k] > bound or _moved(e, self._estimate[i], band[i])
+            if send:
+                self._remember(i, v, e, alarm[k], quality[k], now=now)
+            mask.append(send)
+        return np.array(mask, dtype=bool)
 
     def record(self, batch: TwinBatch, now: float) -> None:
         """Remember every row of ``batch`` as sent at ``now`` (e.g. a snapshot)."""
         index = self._index(batch)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            for rows in self._waves(index):
-                p = index[rows]
-                value = self._grid(batch.value[rows], p)
-                estimate = self._grid(batch.estimate[rows], p)
-                self._remember(p, value, estimate, batch, rows, now=now)
+        value, estimate = batch.value.tolist(), batch.estimate.tolist()
+        alarm, quality = batch.alarm.tolist(), batch.quality.tolist()
+        for k, i in enumerate(index):
+            v, e = self._grid(value[k], i), self._grid(estimate[k], i)
+            self._remember(i, v, e, alarm[k], quality[k], now=now)
 
     def _remember(
-        self,
-        p: npt.NDArray[np.int64],
-        value: FloatArray,
-        estimate: FloatArray,
-        batch: TwinBatch,
-        rows: npt.NDArray[np.int64],
-        *,
-        now: float,
+        self, i: int, v: float, e: float, alarm: int, quality: int, *, now: float
     ) -> None:
-        self._seen[p] = True
-        self._value[p] = value
-        self._estimate[p] = estimate
-        self._alarm[p] = batch.alarm[rows]
-        self._quality[p] = batch.quality[rows]
-        self._sent_at[p] = now
+        self._seen[i] = True
+        self._value[i] = v
+        self._estimate[i] = e
+        self._alarm[i] = alarm
+        self._quality[i] = quality
+        self._sent_at[i] = now
 
-    def _index(self, batch: TwinBatch) -> npt.NDArray[np.int64]:
+    def _index(self, batch: TwinBatch) -> list[int]:
         index = np.asarray(batch.index)
         n = len(index)
         for name in ("ts", "value", "estimate", "score", "alarm", "quality"):
-            if np.shape(getattr(batch, name)) != (n,):
+            col = getattr(batch, name)
+            if (col.shape if isinstance(col, np.ndarray) else np.shape(col)) != (n,):
                 raise ValueError(f"batch column {name!r} must be 1-D with {n} rows")
-        if index.dtype.kind not in "iu" or (
-            n and (index.min() < 0 or index.max() >= self.n_points)
-        ):
+        rows: list[int] = index.tolist()
+        inside = not rows or 0 <= min(rows) <= max(rows) < self.n_points
+        if index.dtype.kind not in "iu" or not inside:
             raise ValueError(f"batch point indexes must be integers in 0..{self.n_points - 1}")
-        return index.astype(np.int64, copy=False)
+        return rows
 
-    def _waves(self, index: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
-        """Row numbers grouped so each group holds a point at most once, in row order."""
-        rows = np.arange(len(index))
-        self._slot[index] = rows
-        if (self._slot[index] == rows).all():  # the usual case: every point once
-            return [rows] if len(rows) else []
-        return _waves(index)
-
-    def _grid(self, values: FloatArray, p: npt.NDArray[np.int64]) -> FloatArray:
-        """Values in counts of the resolution (as float64), or unchanged without one."""
-        res = self._res[p]
-        return np.where(self._exact[p], values, np.rint(values / res))
-
-    def _moved(
-        self, new: FloatArray, old: FloatArray, p: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.bool_]:
-        beyond = np.abs(new - old) > self._band[p]
-        if np.isfinite(new).all() and np.isfinite(old).all():
-            return beyond
-        same_special = (new == old) | (np.isnan(new) & np.isnan(old))
-        return np.where(np.isfinite(new) & np.isfinite(old), beyond, ~same_special)
+    def _grid(self, x: float, i: int) -> float:
+        """``x`` in counts of point ``i``'s resolution (``rint(x / r)``), unchanged without one."""
+        r = self._res[i]
+        if r is None:
+            return x
+        q = x / r
+        # round() rounds half to even, as rint does; a value beyond the grid stays as it is.
+        return float(round(q)) if _isfinite(q) else q
 
 
-def _waves(index: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
-    """Row numbers grouped so each group holds a point at most once, in row order."""
-    n = len(index)
-    if n == 0:
-        return []
-    order = np.argsort(index, kind="stable")
-    ps = index[order]
-    start = np.ones(n, dtype=bool)
-    start[1:] = ps[1:] != ps[:-1]
-    run_start = np.maximum.accumulate(np.where(start, np.arange(n), 0))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - run_start
-    if rank.max() == 0:
-        return [np.arange(n)]
-    return [np.flatnonzero(rank == r) for r in range(int(rank.max()) + 1)]
+_isfinite = math.isfinite
+
+
+def _band(p: Policy) -> float:
+    """How far a value may move unsent: counts of the resolution, else the value's units."""
+    if p.resolution is None:
+        return p.deadband or 0.0
+    deadband = p.resolution if p.deadband is None else p.deadband
+    # The epsilon keeps 0.3 / 0.1 = 2.9999999999999996 at 3 counts.
+    return float(math.floor(deadband / p.resolution * (1 + 1e-9)))
+
+
+def _moved(new: float, old: float, band: float) -> bool:
+    """Whether ``new`` left the band around ``old``; NaN equals NaN, an infinity itself."""
+    if _isfinite(new) and _isfinite(old):
+        return abs(new - old) > band
+    return not (new == old or (new != new and old != old))  # noqa: PLR0124 - NaN checks

@@ -91,8 +91,8 @@ class Source(Protocol):
         """Oldest committed rows first."""
         ...
 
-    async def wait_pending(self) -> None:
-        """Return once a committed row exists."""
+    async def wait_pending(self, *, after_id: int = 0) -> None:
+        """Return once a committed row with ``id > after_id`` exists."""
         ...
 
     async def ack(self, ids: Sequence[int]) -> None:
@@ -274,7 +274,8 @@ class MqttUplink:
         self.replayed = 0  # backlog frames published with the replay flag
         self._live_since = time.time()
         self.connector = Connector(cfg)
-        self.connected = False
+        self._connected = False
+        self.connected_since = time.time()  # unix time `connected` last changed (or start)
         self.published = 0
         self.connects = 0  # successful connections
         self.failures = 0  # failed or lost connections since the last success
@@ -285,6 +286,16 @@ class MqttUplink:
 
     def __repr__(self) -> str:
         return f"MqttUplink({self.connector!r}, client_id={self.client_id!r})"
+
+    @property
+    def connected(self) -> bool:
+        """True while a broker session is up."""
+        return self._connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        if value != self._connected:
+            self._connected, self.connected_since = value, time.time()
 
     def drain(self, grace: float) -> None:
         """Deliver what is left within ``grace`` seconds, then say offline and return."""
@@ -418,10 +429,16 @@ class MqttUplink:
             for res in results:
                 if isinstance(res, BaseException):
                     raise res
+            if len(rows) < self.window and not self._drain.is_set():
+                # A short batch was all there was: wait for newer rows rather than asking the
+                # outbox's thread again now (ids only grow, so ``id > last`` is what is new).
+                await self._wait_for_rows(rows[-1].id)
 
-    async def _wait_for_rows(self) -> None:
+    async def _wait_for_rows(self, after_id: int = 0) -> None:
         waiters = {
-            asyncio.create_task(self.source.wait_pending(), name="uplink-wait-rows"),
+            asyncio.create_task(
+                self.source.wait_pending(after_id=after_id), name="uplink-wait-rows"
+            ),
             asyncio.create_task(self._drain.wait(), name="uplink-wait-drain"),
         }
         try:

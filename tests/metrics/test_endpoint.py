@@ -22,6 +22,7 @@ from edgetwin.runtime.metrics import (
     DeviceView,
     GatewayMetrics,
     PointView,
+    UplinkView,
     parse_request,
 )
 from edgetwin.status import Status, fetch_status
@@ -290,6 +291,18 @@ async def test_uplink_since_is_when_the_state_was_seen_to_change() -> None:
     assert status.uplink.since == 1005.0
     uplink.connected = False
     assert metrics.status().uplink.since == 1100.0
+
+
+async def test_uplink_since_is_the_views_own_when_it_has_one() -> None:
+    now = [1000.0]
+    view = UplinkView(connected=True, published=0, broker="b:1883", since=990.0)
+    metrics = GatewayMetrics("g", "s", clock=lambda: now[0])
+    metrics.bind(devices=list, points=list, outbox=_no_outbox, uplink=lambda: view)
+    now[0] = 1005.0
+    metrics.sample()
+    assert metrics.status().uplink.since == 990.0  # not when a sample first saw it
+    fams = {f.name: f for f in metrics.registry.collect()}
+    assert samples(fams["edgetwin_mqtt_state_since_timestamp_seconds"])[()] == 990.0
 
 
 def _no_outbox() -> object:

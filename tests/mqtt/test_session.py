@@ -45,6 +45,24 @@ async def test_delivers_in_order_and_says_online_then_offline(
     assert late == [(STATUS, b"offline")]
 
 
+async def test_rows_committed_one_by_one_each_go_out(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    # Short batches: after each the uplink waits for newer rows instead of asking again.
+    cfg = config(mosquitto.url)
+    async with (
+        collecting(cfg, "data/#") as got,
+        running_uplink(cfg, tmp_path / "outbox.db", window=7) as h,
+    ):
+        started = h.uplink.connected_since
+        await wait_until(lambda: h.uplink.connected)
+        assert h.uplink.connected_since > started  # when it went up, not when it was made
+        for i in range(5):
+            await h.put("data/x", numbered(i, 1))
+            await wait_until(lambda i=i: len(first_seen([p for _, p in got])) == i + 1)
+        await wait_until(lambda: h.outbox.stats().depth == 0)
+    assert first_seen([p for _, p in got]) == list(range(5))
+    assert not h.uplink.connected
+
+
 async def test_a_takeover_makes_the_broker_publish_the_offline_will(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from edgetwin.protocols.modbus.codec import (
     INT_RANGE,
     REGISTER_COUNT,
+    WordDecoder,
     decode,
     decode_string,
     encode,
@@ -110,6 +111,40 @@ def test_decode_matches_the_written_out_byte_layout(
     if math.isnan(out) or (isinstance(value, int) and abs(value) > 2**53):
         return  # NaN payloads and integers beyond float64's exact range do not come back
     assert encode(out, vtype, order) == words  # type: ignore[arg-type]
+
+
+def _outcome(fn: object, *args: object) -> tuple[str, object]:
+    try:
+        value = fn(*args)  # type: ignore[operator]
+    except ValueError as exc:
+        return "ValueError", str(exc)
+    return "value", "nan" if math.isnan(value) else value
+
+
+@given(
+    words=st.lists(st.integers(-2, 0x10001), max_size=5),
+    vtype=st.sampled_from(sorted(FORMATS)),
+    order=st.sampled_from(ORDERS),
+)
+def test_word_decoder_is_decode(words: list[int], vtype: str, order: str) -> None:
+    # Any words, also too few, too many or not 16-bit: the same value or the same error.
+    fast = WordDecoder(vtype, order)  # type: ignore[arg-type]
+    assert _outcome(fast, words) == _outcome(decode, words, vtype, order)
+
+
+@given(data=st.data(), order=st.sampled_from(ORDERS), vtype=st.sampled_from(sorted(FORMATS)))
+def test_word_decoder_reads_wire_layouts(data: st.DataObject, order: str, vtype: str) -> None:
+    if vtype.startswith("float"):
+        value: float = data.draw(st.floats(width=32 if vtype == "float32" else 64))
+    else:
+        value = data.draw(st.integers(*INT_RANGE[vtype]))
+    out = WordDecoder(vtype, order)(wire_words(value, vtype, order))  # type: ignore[arg-type]
+    assert (math.isnan(out) and math.isnan(value)) or out == float(value)
+
+
+def test_word_decoder_refuses_bool() -> None:
+    with pytest.raises(ValueError, match="bit tables"):
+        WordDecoder("bool")
 
 
 @given(

@@ -72,6 +72,24 @@ async def test_drops_after_a_take_start_a_new_record(tmp_path: Path) -> None:
         assert (stats.dropped_frames, stats.dropped_bytes) == (12, 12 * ROW)
 
 
+async def test_take_drops_asks_the_database_only_after_a_drop(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "ob.db", max_bytes=4 * ROW) as ob:
+        assert await ob.take_drops() == []  # at open, records of a past run may wait
+        asked: list[int] = []
+        real = ob._db.take_drops
+        ob._db.take_drops = lambda: asked.append(1) or real()  # type: ignore[method-assign]
+        put_chain(ob, "a", 0, 1)  # 20 bytes: within the budget
+        await ob.flush()
+        assert await ob.take_drops() == []
+        assert asked == []  # nothing dropped since the last take: no trip to the database
+        put_chain(ob, "a", 2, 2)  # 50 bytes: a/0..1 go
+        await ob.flush()
+        assert summary(await ob.take_drops()) == [("a", 0, 1, 2, 2 * ROW)]
+        assert asked == [1]
+        assert await ob.take_drops() == []
+        assert asked == [1]
+
+
 CHILD = r"""
 import asyncio
 import sys

@@ -115,6 +115,32 @@ async def test_many_puts_between_commits_make_one_transaction(tmp_path: Path) ->
         assert ob.stats().commits == before + 1
 
 
+async def test_pending_after_a_commit_comes_from_the_commit(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "ob.db") as ob:
+        assert await ob.pending(3) == []  # asks the database, and sets how many to read back
+        asked: list[tuple[int, int]] = []
+        real = ob._db.pending
+
+        def pending(limit: int, after: int) -> list[OutboxRow]:
+            asked.append((limit, after))
+            return real(limit, after)
+
+        ob._db.pending = pending  # type: ignore[method-assign]
+        for i in range(5):
+            ob.put("gw/frame", bytes([i]))
+        await ob.flush()
+        first = await ob.pending(3)
+        assert [r.payload for r in first] == [b"\0", b"\1", b"\2"]
+        assert await ob.pending(2) == first[:2]
+        assert asked == []  # read back by the commit itself
+        assert [r.payload for r in await ob.pending(5)] == [bytes([i]) for i in range(5)]
+        assert asked == [(5, 0)]  # more than the commit read back
+        await ob.ack([r.id for r in first])
+        assert [r.payload for r in await ob.pending(3)] == [b"\3", b"\4"]
+        assert asked == [(5, 0), (3, 0)]  # an ack changed the table: ask again
+        assert [r.payload for r in await ob.pending(3, after_id=first[-1].id + 1)] == [b"\4"]
+
+
 async def test_writer_commits_periodically_and_wait_pending_wakes(tmp_path: Path) -> None:
     async with (
         Outbox(tmp_path / "ob.db", commit_interval=0.01) as ob,

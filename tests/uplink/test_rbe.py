@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -338,3 +339,59 @@ def test_reporter_matches_the_row_by_row_model(
         now = 0.7 * t
         got = reporter.select(b, now, None if nis is None else np.array(nis), 3.0).tolist()
         assert got == model.select(b, now, nis, 3.0), (t, tick)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mode=st.sampled_from(["deadband", "model", "full"]),
+    policies=st.lists(policies_st, min_size=4, max_size=4),
+    exact=st.booleans(),
+    ticks=st.lists(
+        st.tuples(st.integers(0, 3), st.lists(sample_st, min_size=1, max_size=4)), max_size=12
+    ),
+    with_nis=st.booleans(),
+)
+def test_runs_of_points_under_one_mode_match_the_row_by_row_model(
+    mode: str,
+    policies: list[Policy],
+    exact: bool,
+    ticks: list[tuple[int, list[tuple[int, float, float, int, int, float]]]],
+    with_nis: bool,
+) -> None:
+    # A gateway's batches: a run of consecutive points (one device's poll), all points reported
+    # alike, often without any resolution.
+    policies = [
+        dataclasses.replace(p, mode=mode, resolution=None if exact else p.resolution)
+        for p in policies
+    ]
+    reporter = Reporter(policies)
+    model = Model(policies)
+    for t, (start, samples) in enumerate(ticks):
+        tick = samples[: 4 - start]
+        n = len(tick)
+        b = TwinBatch(
+            index=np.arange(start, start + n, dtype=np.int64),
+            ts=np.zeros(n),
+            value=np.array([s[1] for s in tick]),
+            estimate=np.array([s[2] for s in tick]),
+            score=np.zeros(n),
+            alarm=np.array([s[3] for s in tick], dtype=np.uint8),
+            quality=np.array([s[4] for s in tick], dtype=np.uint16),
+        )
+        nis = [s[5] for s in tick] if with_nis else None
+        now = 0.7 * t
+        got = reporter.select(b, now, None if nis is None else np.array(nis), 3.0).tolist()
+        assert got == model.select(b, now, nis, 3.0), (t, start, tick)
+    snapshot = TwinBatch(
+        index=np.arange(4, dtype=np.int64),
+        ts=np.zeros(4),
+        value=np.full(4, 0.5),
+        estimate=np.full(4, 0.5),
+        score=np.zeros(4),
+        alarm=np.zeros(4, dtype=np.uint8),
+        quality=np.zeros(4, dtype=np.uint16),
+    )
+    reporter.record(snapshot, 100.0)
+    model.last.update(dict.fromkeys(range(4), (0.5, 0.5, 0, 0, 100.0)))
+    again = reporter.select(snapshot, 100.5, None, 3.0).tolist()
+    assert again == model.select(snapshot, 100.5, None, 3.0)

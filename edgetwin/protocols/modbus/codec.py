@@ -116,6 +116,37 @@ def decode(words: Sequence[int], vtype: ValueType, order: ByteOrder = "ABCD") ->
     return float(value)
 
 
+class WordDecoder:
+    """:func:`decode` for one type and order, its struct formats resolved once (a poll's hot path).
+
+    ``WordDecoder(vtype, order)(words)`` returns what ``decode(words, vtype, order)`` returns and
+    raises ValueError where it does.
+    """
+
+    __slots__ = ("_need", "_swap_words", "_value", "_vtype", "_words")
+
+    def __init__(self, vtype: ValueType, order: ByteOrder = "ABCD") -> None:
+        if vtype == "bool":
+            raise ValueError("bool values come from bit tables, not registers")
+        byte_swap, self._swap_words = _swaps(order)
+        self._vtype = vtype
+        self._need = REGISTER_COUNT[vtype]
+        # Each word as two bytes, high first unless the order swaps them: the value's bytes.
+        self._words = struct.Struct(("<" if byte_swap else ">") + f"{self._need}H")
+        self._value = struct.Struct(">" + _STRUCT[vtype])
+
+    def __call__(self, words: Sequence[int]) -> float:
+        """The value of the register words of one value."""
+        if len(words) != self._need:
+            raise ValueError(f"{self._vtype} needs {self._need} registers, got {len(words)}")
+        try:
+            raw = self._words.pack(*(reversed(words) if self._swap_words else words))
+        except struct.error as exc:
+            _to_bytes(words, "ABCD")  # raises what decode() raises: the word that is not 16-bit
+            raise ValueError(f"register words {list(words)} do not fit {self._vtype}") from exc
+        return float(self._value.unpack(raw)[0])
+
+
 def encode(value: float, vtype: ValueType, order: ByteOrder = "ABCD") -> list[int]:
     """Encode one value into register words; the inverse of :func:`decode`.
 
