@@ -20,6 +20,7 @@ from edgetwin.demo.broker import EmbeddedBroker
 from edgetwin.demo.display import DemoView
 from edgetwin.demo.stub import PumpProcess
 from edgetwin.runtime.gateway import Gateway
+from edgetwin.twin import warmup
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,11 @@ def run_demo(
     if fault_at is None:
         # After the twin has calibrated (40 samples at 0.25 s = 10 s) and settled a little.
         fault_at = max(15.0, 0.4 * duration) if duration is not None else 25.0
+    # Compile the twin kernels before the pump's fault clock starts: on a first run (cold
+    # Numba cache) that takes longer than the twin's commissioning, and the fault would come
+    # before the twin could see it.
+    with console.status("preparing the twin's kernels (compiled once, then cached)"):
+        warmup()
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(
