@@ -821,37 +821,6 @@ def test_invalid_arguments_raise(kwargs: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "floor",
-    [
-        np.zeros(4),
-        np.zeros((3, 1)),
-        0.5,
-        [0.1, -0.1, 0.0],
-        [0.1, math.nan, 0.0],
-        [0.1, math.inf, 0.0],
-        [0.1, 2e100, 0.0],
-        ["0.1", "0", "0"],
-        np.zeros(3, np.bool_),
-        np.zeros(3, np.complex128),
-    ],
-)
-def test_invalid_noise_floor_raises(floor: Any) -> None:
-    with pytest.raises(ValueError, match="noise_floor"):
-        TrendEstimator(3, noise_floor=floor)
-
-
-def test_noise_floor_is_copied_and_converted() -> None:
-    floors = np.array([1, 0, 2], dtype=np.int32)
-    est = TrendEstimator(3, noise_floor=floors)
-    floors[0] = 7
-    got = est.noise_floor
-    got[1] = 9.0
-    np.testing.assert_array_equal(est.noise_floor, [1.0, 0.0, 2.0])
-    assert est.noise_floor.dtype == np.float64
-    np.testing.assert_array_equal(TrendEstimator(2).noise_floor, [0.0, 0.0])
-
-
-@pytest.mark.parametrize(
     ("values", "quality"),
     [
         (np.zeros(4), np.zeros(3, np.uint16)),
