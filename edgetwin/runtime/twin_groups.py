@@ -105,9 +105,7 @@ class PointGroup:
         if isinstance(est, LagEstimator):
             # The input's latest value: it may be polled at another period than this point.
             assert self.inputs is not None
-            out = est.update(
-                t.value[pts], t.value[self.inputs], quality, t.quality[self.inputs].copy()
-            )
+            out = est.update(t.value[pts], t.value[self.inputs], quality, t.quality[self.inputs])
         elif isinstance(est, TrendEstimator):
             out = est.update(t.value[pts], quality, out=self._trend_out)
         else:
