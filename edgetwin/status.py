@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO
 from urllib.parse import urlsplit
@@ -66,6 +67,17 @@ class DeviceStatus(_Doc):
     points: tuple[PointStatus, ...] = ()
 
 
+class AssetStatus(_Doc):
+    """The twin's latest state of one asset, a multivariate model over points of one device."""
+
+    name: str
+    device: str
+    alarm: Literal["NORMAL", "WARNING", "ALARM"] = "NORMAL"
+    score: float | None = None
+    contributions: dict[str, float] = {}  # point → share of the score, 0..1
+    ts: float | None = None  # unix s of its points' latest reading; None: not read yet
+
+
 class UplinkStatus(_Doc):
     """The MQTT session."""
 
@@ -96,6 +108,7 @@ class Status(_Doc):
     started: float  # unix s
     ts: float  # daemon clock when the document was built
     devices: tuple[DeviceStatus, ...]
+    assets: tuple[AssetStatus, ...] = ()  # absent from an older daemon's document
     uplink: UplinkStatus
     backlog: BacklogStatus
 
@@ -175,6 +188,13 @@ def attention(status: Status, limits: Limits = Limits()) -> list[str]:
             # An offline device's points are all bad; its own line already says why.
             if d.online is True and p.quality and p.ts is not None:
                 out.append(f"{d.name}/{p.name} reads badly: {_quality(p)}")
+    for a in status.assets:
+        if a.alarm == "ALARM":
+            top = _shares(a)
+            out.append(
+                f"asset {a.name} ({a.device}) in ALARM: score {_num(a.score, '.2f')}"
+                + (f"; mostly {top}" if top else "")
+            )
     u = status.uplink
     if not u.connected and now - u.since > limits.uplink_down:
         out.append(f"uplink to {u.broker} disconnected for {_duration(now - u.since)}")
@@ -198,7 +218,7 @@ def needs_attention(status: Status, limits: Limits = Limits()) -> bool:
 
 
 def render(status: Status, limits: Limits = Limits()) -> str:
-    """A plain-text summary: attention items, devices and their points, uplink, backlog."""
+    """A plain-text summary: attention items, devices and their points, assets, uplink, backlog."""
     now = status.ts
     issues = attention(status, limits)
     verdict = f"NEEDS ATTENTION ({len(issues)})" if issues else "OK"
@@ -214,6 +234,8 @@ def render(status: Status, limits: Limits = Limits()) -> str:
         lines += _device_lines(d, now)
     if not status.devices:
         lines.append("  (none configured)")
+    if status.assets:
+        lines += ["", "Assets", *_asset_lines(status.assets, now)]
     u = status.uplink
     state = "connected to" if u.connected else "DISCONNECTED from"
     lines += [
@@ -265,15 +287,42 @@ def _device_lines(d: DeviceStatus, now: float) -> list[str]:
         )
         for p in d.points
     ]
+    return lines + _table(rows, right={1, 5}, indent="      ")
+
+
+def _asset_lines(assets: tuple[AssetStatus, ...], now: float) -> list[str]:
+    rows = [("asset", "device", "alarm", "score", "read", "top points")]
+    rows += [
+        (
+            a.name,
+            a.device,
+            a.alarm,
+            _num(a.score, ".2f"),
+            "never" if a.ts is None else _ago(now - a.ts),
+            _shares(a) or "-",
+        )
+        for a in assets
+    ]
+    return _table(rows, right={3}, indent="  ")
+
+
+def _table(rows: Sequence[tuple[str, ...]], right: set[int], indent: str) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    right = {1, 5}  # numbers align right
-    for r in rows:
-        cells = [
+    return [
+        indent
+        + "  ".join(
             c.rjust(w) if i in right else c.ljust(w)
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        lines.append("      " + "  ".join(cells).rstrip())
-    return lines
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def _shares(a: AssetStatus, top: int = 3) -> str:
+    if a.ts is None:
+        return ""
+    ranked = sorted(a.contributions.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{n} {share * 100:.0f} %" for n, share in ranked[:top] if share >= 0.005)
 
 
 def _value(p: PointStatus) -> str:

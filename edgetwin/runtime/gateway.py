@@ -30,6 +30,7 @@ from edgetwin.runtime.devices import call_optional, make_device, open_link
 from edgetwin.runtime.metrics import (
     GatewayMetrics,
     scheduler_devices,
+    twin_assets,
     twin_points,
     uplink_state,
 )
@@ -184,6 +185,7 @@ class Gateway:
             points=twin_points(cfg, self.twin),
             outbox=self.outbox.stats,
             uplink=uplink_state(self.uplink),
+            assets=twin_assets(self.twin),
         )
         self.birth_doc = self.birth()
         self.encoder = FrameEncoder(cfg.gateway.id, self.session, self.birth_doc.points)

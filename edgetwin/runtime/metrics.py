@@ -1,10 +1,10 @@
 """Health metrics: a Prometheus endpoint and /status.json, served on the gateway's event loop.
 
-Values the gateway's objects already keep (device health, twin state, outbox counters, uplink
-state) are read when someone asks, by a custom collector over plain views, so an unscraped
-daemon pays nothing for them. Only what no object keeps is recorded as it happens: poll
-latencies and error kinds (through :meth:`GatewayMetrics.instrument`) and the estimator's
-tick duration (:meth:`GatewayMetrics.observe_tick`).
+Values the gateway's objects already keep (device health, twin state of points and assets,
+outbox counters, uplink state) are read when someone asks, by a custom collector over plain
+views, so an unscraped daemon pays nothing for them. Only what no object keeps is recorded as
+it happens: poll latencies and error kinds (through :meth:`GatewayMetrics.instrument`) and the
+estimator's tick duration (:meth:`GatewayMetrics.observe_tick`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from edgetwin.errors import (
     ProtocolError,
 )
 from edgetwin.status import (
+    AssetStatus,
     BacklogStatus,
     DeviceStatus,
     PointStatus,
@@ -88,6 +89,18 @@ class PointView:
     alarm: Alarm
     quality: Quality
     ts: float | None  # None: not read yet
+
+
+@dataclass(frozen=True, slots=True)
+class AssetView:
+    """The twin's latest state of one asset (a multivariate model over points of one device)."""
+
+    device: str
+    name: str
+    score: float
+    alarm: Alarm
+    contributions: dict[str, float]  # point → share of the score, 0..1, in config order
+    ts: float | None  # the latest reading of its points; None: none read yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +157,23 @@ def twin_points(cfg: Config, twin: TwinStage) -> Callable[[], list[PointView]]:
     return read
 
 
+def twin_assets(twin: TwinStage) -> Callable[[], list[AssetView]]:
+    """Views of every asset's latest twin state, read live."""
+
+    def read() -> list[AssetView]:
+        out: list[AssetView] = []
+        for name, t in twin.devices.items():
+            for a in t.assets:
+                # Fields written one after the other by the twin thread: a scrape may mix two
+                # ticks, as it may for points; contributions() works on one tick's array.
+                seen = t.seen[a.points]
+                ts = float(t.ts[a.points][seen].max()) if seen.any() else None
+                out.append(AssetView(name, a.name, a.score, Alarm(a.alarm), a.contributions(), ts))
+        return out
+
+    return read
+
+
 def uplink_state(uplink: MqttUplink) -> Callable[[], UplinkView]:
     """A view of ``uplink``, read live."""
     broker = f"{uplink.cfg.host}:{uplink.cfg.port}"
@@ -173,6 +203,7 @@ class _Sources:
     points: Callable[[], Iterable[PointView]]
     outbox: Callable[[], OutboxStats]
     uplink: Callable[[], UplinkView]
+    assets: Callable[[], Iterable[AssetView]]
 
 
 class _Edge:
@@ -309,9 +340,10 @@ class GatewayMetrics:
         points: Callable[[], Iterable[PointView]],
         outbox: Callable[[], OutboxStats],
         uplink: Callable[[], UplinkView],
+        assets: Callable[[], Iterable[AssetView]] = list,
     ) -> None:
         """Tell the metrics where the live state is; until then /status.json answers 503."""
-        self._sources = _Sources(devices, points, outbox, uplink)
+        self._sources = _Sources(devices, points, outbox, uplink, assets)
         self.sample()
 
     @property
@@ -369,6 +401,17 @@ class GatewayMetrics:
             )
             for d in src.devices()
         )
+        assets = tuple(
+            AssetStatus(
+                name=a.name,
+                device=a.device,
+                alarm=_ALARM_NAMES[a.alarm],
+                score=_finite(a.score),
+                contributions=a.contributions,
+                ts=a.ts,
+            )
+            for a in src.assets()
+        )
         up = src.uplink()
         ob = src.outbox()
         return Status(
@@ -378,6 +421,7 @@ class GatewayMetrics:
             started=self.started,
             ts=self.clock(),
             devices=devices,
+            assets=assets,
             uplink=UplinkStatus(
                 broker=up.broker,
                 connected=up.connected,
@@ -470,6 +514,7 @@ class _LiveCollector(Collector):
             return
         yield from _device_families(src.devices())
         yield from _point_families(src.points())
+        yield from _asset_families(src.assets())
         yield from _outbox_families(src.outbox())
         up = src.uplink()
         yield GaugeMetricFamily(
@@ -578,6 +623,35 @@ def _point_families(views: Iterable[PointView]) -> Iterator[Any]:
         for state, n in counts.items():
             alarms.add_metric([device, state.name.lower()], n)
     yield from (alarm, quality, score, bad, alarms)
+
+
+def _asset_families(views: Iterable[AssetView]) -> Iterator[Any]:
+    labels = ["device", "asset"]
+    alarm = GaugeMetricFamily(
+        "edgetwin_asset_alarm",
+        "Twin alarm state of the asset: 0 normal, 1 warning, 2 alarm.",
+        labels=labels,
+    )
+    score = GaugeMetricFamily(
+        "edgetwin_asset_anomaly_score",
+        "Twin anomaly score of the asset (how far its points left their learnt relationship); "
+        "1.0 is the alarm threshold.",
+        labels=labels,
+    )
+    share = GaugeMetricFamily(
+        "edgetwin_asset_contribution",
+        "Share of the asset's anomaly score due to one of its points, 0 to 1.",
+        labels=[*labels, "point"],
+    )
+    for v in views:
+        if v.ts is None:
+            continue  # none of its points read yet: no state to report
+        key = [v.device, v.name]
+        alarm.add_metric(key, int(v.alarm))
+        score.add_metric(key, v.score)
+        for point, c in v.contributions.items():
+            share.add_metric([*key, point], c)
+    yield from (alarm, score, share)
 
 
 def _outbox_families(s: OutboxStats) -> Iterator[Any]:

@@ -19,6 +19,7 @@ from edgetwin.acquisition.scheduler import DeviceHealth
 from edgetwin.core.types import Alarm, Quality
 from edgetwin.errors import ConnectionLostError, DeviceTimeoutError
 from edgetwin.runtime.metrics import (
+    AssetView,
     DeviceView,
     GatewayMetrics,
     PointView,
@@ -39,6 +40,7 @@ class Plant:
     metrics: GatewayMetrics
     healths: dict[str, DeviceHealth]
     points: list[PointView]
+    assets: list[AssetView]
     outbox: Outbox
     uplink: Uplink
     base: str
@@ -68,6 +70,11 @@ async def plant(tmp_path: Path) -> AsyncIterator[Plant]:
         ),
         PointView("pump3", "speed", "rpm", math.nan, 0.0, 0.0, Alarm.NORMAL, Quality.STALE, None),
     ]
+    assets = [
+        AssetView("pump1", "hydraulics", 3.5, Alarm.ALARM, {"speed": 0.2, "flow": 0.8}, now),
+        AssetView("pump1", "drive", 0.4, Alarm.NORMAL, {"speed": 0.5, "flow": 0.5}, now - 2),
+        AssetView("pump3", "line", 0.0, Alarm.NORMAL, {"speed": 0.0, "flow": 0.0}, None),
+    ]
     outbox = Outbox(tmp_path / "outbox.db")
     await outbox.open()
     uplink = Uplink(connected=True, published=17)
@@ -81,11 +88,12 @@ async def plant(tmp_path: Path) -> AsyncIterator[Plant]:
         points=lambda: points,
         outbox=outbox.stats,
         uplink=uplink.view,
+        assets=lambda: assets,
     )
     server = await metrics.start_server("127.0.0.1", 0)
     try:
         host, port = server.address
-        yield Plant(metrics, healths, points, outbox, uplink, f"http://{host}:{port}")
+        yield Plant(metrics, healths, points, assets, outbox, uplink, f"http://{host}:{port}")
     finally:
         await server.close()
         await outbox.close()
@@ -121,6 +129,9 @@ async def test_every_family_is_exposed_with_its_labels_and_values(plant: Plant) 
         "edgetwin_point_alarm": "gauge",
         "edgetwin_point_quality": "gauge",
         "edgetwin_point_anomaly_score": "gauge",
+        "edgetwin_asset_alarm": "gauge",
+        "edgetwin_asset_anomaly_score": "gauge",
+        "edgetwin_asset_contribution": "gauge",
         "edgetwin_outbox_messages": "gauge",
         "edgetwin_outbox_bytes": "gauge",
         "edgetwin_outbox_buffered_messages": "gauge",
@@ -185,6 +196,18 @@ async def test_every_family_is_exposed_with_its_labels_and_values(plant: Plant) 
     assert one("edgetwin_device_alarm_points", device="pump1", state="normal") == 1
     assert one("edgetwin_device_alarm_points", device="pump2", state="warning") == 1
 
+    # Assets: like points, one never updated has no series; a share per point of the asset.
+    assert samples(fams["edgetwin_asset_alarm"]) == {
+        (("asset", "hydraulics"), ("device", "pump1")): 2,
+        (("asset", "drive"), ("device", "pump1")): 0,
+    }
+    assert one("edgetwin_asset_anomaly_score", device="pump1", asset="hydraulics") == 3.5
+    assert one("edgetwin_asset_anomaly_score", device="pump1", asset="drive") == 0.4
+    shares = samples(fams["edgetwin_asset_contribution"])
+    assert len(shares) == 4
+    assert shares[(("asset", "hydraulics"), ("device", "pump1"), ("point", "flow"))] == 0.8
+    assert shares[(("asset", "hydraulics"), ("device", "pump1"), ("point", "speed"))] == 0.2
+
     # Outbox: what was committed, counted here independently of the outbox.
     assert one("edgetwin_outbox_messages") == len(MESSAGES)
     assert one("edgetwin_outbox_bytes") == sum(len(t.encode()) + len(p) for t, p in MESSAGES)
@@ -233,6 +256,13 @@ async def test_status_document_round_trips_over_http(plant: Plant) -> None:
     assert nan_point.value is None
     assert nan_point.quality == ("COMM_FAIL",)
     assert devices["pump3"].points[0].ts is None
+    assets = {a.name: a for a in fetched.assets}
+    assert list(assets) == ["hydraulics", "drive", "line"]
+    assert (assets["hydraulics"].device, assets["hydraulics"].alarm) == ("pump1", "ALARM")
+    assert assets["hydraulics"].score == 3.5
+    assert assets["hydraulics"].contributions == {"speed": 0.2, "flow": 0.8}
+    assert assets["drive"].alarm == "NORMAL"
+    assert assets["line"].ts is None
     assert fetched.uplink.connected
     assert fetched.uplink.published == 17
     assert fetched.backlog.depth == plant.outbox.stats().depth

@@ -14,6 +14,7 @@ from edgetwin.status import (
     EXIT_ATTENTION,
     EXIT_OK,
     EXIT_UNREACHABLE,
+    AssetStatus,
     BacklogStatus,
     DeviceStatus,
     Limits,
@@ -43,10 +44,16 @@ def device(name: str = "pump1", **kw: Any) -> DeviceStatus:
     return DeviceStatus(**{**base, "polls": 3600, "points": (point(),), **kw})
 
 
+def asset(name: str = "hydraulics", **kw: Any) -> AssetStatus:
+    base: dict[str, Any] = {"name": name, "device": "pump1", "score": 0.2, "ts": NOW - 0.5}
+    return AssetStatus(**{**base, "contributions": {"speed": 0.5, "flow": 0.5}, **kw})
+
+
 def status(
     devices: tuple[DeviceStatus, ...] | None = None,
     uplink: dict[str, Any] | None = None,
     backlog: dict[str, Any] | None = None,
+    assets: tuple[AssetStatus, ...] = (),
 ) -> Status:
     return Status(
         gateway="edge-01",
@@ -55,6 +62,7 @@ def status(
         started=NOW - 7200,
         ts=NOW,
         devices=devices if devices is not None else (device(),),
+        assets=assets,
         uplink=UplinkStatus(
             **{"broker": "10.0.0.5:1883", "connected": True, "since": NOW - 7000, **(uplink or {})}
         ),
@@ -68,7 +76,8 @@ def test_a_healthy_gateway_needs_nothing() -> None:
             device(),
             device("pump3", online=None, points=(point(ts=None, value=None),)),
             device("pump4", points=(point(alarm="WARNING"),)),
-        )
+        ),
+        assets=(asset(), asset("drive", alarm="WARNING", score=0.9), asset("new", ts=None)),
     )
     assert attention(s) == []
     assert not needs_attention(s)
@@ -84,6 +93,10 @@ def test_a_healthy_gateway_needs_nothing() -> None:
         ({"uplink": {"connected": False, "since": NOW - 61}}, "disconnected for 1 min 1 s"),
         ({"backlog": {"oldest_age": 301.0, "depth": 9000}}, "9000 messages waiting"),
         ({"backlog": {"dropped_frames": 12, "dropped_bytes": 4096}}, "12 frames (4.0 KiB)"),
+        (
+            {"assets": (asset(alarm="ALARM", score=3.25, contributions={"flow": 0.75}),)},
+            "asset hydraulics (pump1) in ALARM: score 3.25; mostly flow 75 %",
+        ),
     ],
 )
 def test_each_problem_needs_attention_and_is_named(case: dict[str, Any], expect: str) -> None:
@@ -140,6 +153,52 @@ def test_render_shows_devices_points_uplink_and_backlog() -> None:
     assert any("speed" in line and "n/a" in line and "comm_fail" in line for line in lines)
     assert "connected to 10.0.0.5:1883" in text
     assert "1234 messages (3.0 MiB) waiting" in text
+
+
+def test_render_lists_assets_with_their_top_points_largest_first() -> None:
+    shares = {"speed": 0.05, "flow": 0.6, "head": 0.3, "temp": 0.05, "amps": 0.0}
+    s = status(
+        assets=(
+            asset(alarm="ALARM", score=4.0, contributions=shares, ts=NOW - 3),
+            asset("drive", device="pump2", score=None, ts=None),
+        )
+    )
+    lines = render(s).splitlines()
+    at = lines.index("Assets")
+    assert lines[at - 1] == ""
+    assert lines[at + 1].split() == ["asset", "device", "alarm", "score", "read", "top", "points"]
+    row = lines[at + 2].split("  ")
+    cells = [c.strip() for c in row if c.strip()]
+    assert cells == [
+        "hydraulics",
+        "pump1",
+        "ALARM",
+        "4.00",
+        "3.0 s ago",
+        "flow 60 %, head 30 %, speed 5 %",
+    ]
+    assert [c.strip() for c in lines[at + 3].split("  ") if c.strip()] == [
+        "drive",
+        "pump2",
+        "NORMAL",
+        "n/a",
+        "never",
+        "-",
+    ]
+    assert lines[at + 4] == ""
+    assert lines[at + 5] == "Uplink"
+    assert "Assets" not in render(status()).splitlines()
+
+
+def test_an_older_daemons_document_without_assets_still_reads() -> None:
+    doc = status().model_dump(mode="json")
+    del doc["assets"]
+    old = Status.model_validate_json(json.dumps(doc))
+    assert old.assets == ()
+    assert attention(old) == []
+    assert Status.model_validate(status(assets=(asset(),)).model_dump(mode="json")).assets == (
+        asset(),
+    )
 
 
 def test_status_url_accepts_a_base_or_the_document() -> None:
@@ -202,9 +261,17 @@ async def test_something_else_answering_is_unreachable(body: bytes, code: int, e
     assert url in err.getvalue()
 
 
-@pytest.mark.parametrize("broken", [False, True])
-async def test_exit_code_and_json_output(broken: bool) -> None:
-    s = status(uplink={"connected": not broken, "since": NOW - 600})
+@pytest.mark.parametrize(
+    ("case", "broken"),
+    [
+        ({}, False),
+        ({"uplink": {"connected": False, "since": NOW - 600}}, True),
+        ({"assets": (asset(alarm="WARNING"),)}, False),
+        ({"assets": (asset(alarm="ALARM", score=2.0),)}, True),
+    ],
+)
+async def test_exit_code_and_json_output(case: dict[str, Any], broken: bool) -> None:
+    s = status(**case)
     server, url = await _serve_once(s.model_dump_json().encode())
     try:
         out = io.StringIO()

@@ -1,0 +1,137 @@
+"""Asset alarms over the real twin: an AssetGroup fed readings until its points decouple, read
+by the metrics as the gateway wires them, scraped and fetched over HTTP by `edgetwin status`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+
+from edgetwin.config import load_config_text
+from edgetwin.core.types import Alarm, DeviceReading
+from edgetwin.runtime.metrics import GatewayMetrics, twin_assets, twin_points
+from edgetwin.runtime.twin_stage import TwinStage
+from edgetwin.status import EXIT_ATTENTION, EXIT_OK, run_status
+from edgetwin.storage.outbox import OutboxStats
+from tests.metrics.support import Uplink, samples, scrape
+
+CONFIG = """
+[gateway]
+id = "edge-01"
+
+[[buses]]
+name = "plant"
+kind = "modbus_tcp"
+host = "127.0.0.1"
+
+[[devices]]
+name = "m"
+bus = "plant"
+points = [
+  { name = "flow", table = "input", address = 0, type = "float32", model = "none" },
+  { name = "head", table = "input", address = 2, type = "float32", model = "none" },
+  { name = "amps", table = "input", address = 4, type = "float32", model = "none" },
+]
+
+[[assets]]
+name = "hydraulics"
+device = "m"
+points = ["flow", "head"]
+commissioning = 50
+smoothing = 0.0
+alarm_on = 2
+
+[[assets]]
+name = "drive"
+device = "m"
+points = ["flow", "amps"]
+commissioning = 50
+smoothing = 0.0
+"""
+
+HYDRAULICS = (("asset", "hydraulics"), ("device", "m"))
+DRIVE = (("asset", "drive"), ("device", "m"))
+
+
+def feed(stage: TwinStage, rng: np.random.Generator, k: int, *, decoupled: bool) -> None:
+    flow = 10 + rng.normal()
+    # Head follows flow closely, amps loosely; decoupled: head leaves flow's line, still in range.
+    head = 50 - 2 * flow + 0.1 * rng.normal() + (5.0 if decoupled else 0.0)
+    amps = 2 + 0.3 * flow + 0.1 * rng.normal()
+    stage.step(DeviceReading("m", float(k), np.array([flow, head, amps]), np.zeros(3, np.uint16)))
+
+
+def no_outbox() -> OutboxStats:
+    fields = OutboxStats.__dataclass_fields__
+    return OutboxStats(**{k: (None if k == "oldest_age" else 0) for k in fields})
+
+
+async def status_of(base: str) -> tuple[int, str, dict[str, object]]:
+    text, js = io.StringIO(), io.StringIO()
+    rc = await asyncio.to_thread(run_status, base, out=text, err=io.StringIO())
+    assert rc == await asyncio.to_thread(run_status, base, as_json=True, out=js)
+    return rc, text.getvalue(), json.loads(js.getvalue())
+
+
+async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
+    cfg = load_config_text(CONFIG, filename="t.toml")
+    stage = TwinStage(cfg)
+    hydraulics, drive = stage.devices["m"].assets
+    metrics = GatewayMetrics("edge-01", "s")
+    metrics.bind(
+        devices=list,
+        points=twin_points(cfg, stage),
+        outbox=no_outbox,
+        uplink=Uplink(connected=True).view,
+        assets=twin_assets(stage),
+    )
+    async with await metrics.start_server("127.0.0.1", 0) as server:
+        base = "http://{}:{}".format(*server.address)
+        fams = await scrape(base)
+        assert samples(fams["edgetwin_asset_alarm"]) == {}  # nothing read yet: no series
+        assert [a.ts for a in metrics.status().assets] == [None, None]
+
+        rng = np.random.default_rng(8)
+        for k in range(100):
+            feed(stage, rng, k, decoupled=False)
+        fams = await scrape(base)
+        assert samples(fams["edgetwin_asset_alarm"]) == {HYDRAULICS: 0, DRIVE: 0}
+        rc, text, doc = await status_of(base)
+        assert (rc, doc["attention"]) == (EXIT_OK, [])
+        assert "hydraulics  m       NORMAL" in text
+
+        k = 100
+        while hydraulics.alarm != Alarm.ALARM:
+            assert k < 130, "the decoupling was not seen"
+            feed(stage, rng, k, decoupled=True)
+            k += 1
+
+        fams = await scrape(base)
+        alarms = samples(fams["edgetwin_asset_alarm"])
+        assert alarms == {HYDRAULICS: 2, DRIVE: drive.alarm}
+        scores = samples(fams["edgetwin_asset_anomaly_score"])
+        assert scores[HYDRAULICS] == pytest.approx(hydraulics.score)
+        assert scores[HYDRAULICS] >= 1.0
+        shares = samples(fams["edgetwin_asset_contribution"])
+        assert {k: v for k, v in shares.items() if k[:2] == HYDRAULICS} == {
+            (*HYDRAULICS, ("point", p)): c for p, c in hydraulics.contributions().items()
+        }
+        assert sum(shares[(*HYDRAULICS, ("point", p))] for p in ("flow", "head")) == (
+            pytest.approx(1.0, abs=1e-3)
+        )
+
+        rc, text, doc = await status_of(base)
+        assert rc == EXIT_ATTENTION
+        assert isinstance(doc["attention"], list)
+        assert len(doc["attention"]) == 1 + (drive.alarm == Alarm.ALARM)
+        assert doc["attention"][0].startswith("asset hydraulics (m) in ALARM: score ")
+        assert "; mostly head " in doc["attention"][0]  # the point that broke away
+        assert isinstance(doc["assets"], list)
+        assert doc["assets"][0]["alarm"] == "ALARM"
+        assert doc["assets"][0]["ts"] == k - 1
+        assert doc["assets"][0]["contributions"] == hydraulics.contributions()
+        assert "NEEDS ATTENTION" in text.splitlines()[0]
+        assert "hydraulics  m       ALARM" in text
