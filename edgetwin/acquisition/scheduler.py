@@ -51,6 +51,7 @@ class _Group:
     period: float
     due: float = 0.0
     keys: list[int] = field(init=False)  # index as a list, what a driver's poll() takes
+    whole: bool = False  # every point of the device, in order: readings carry index None
 
     def __post_init__(self) -> None:
         self.keys = self.index.tolist()
@@ -81,6 +82,8 @@ class _Device:
     def __post_init__(self) -> None:
         index = np.concatenate([g.index for g in self.groups])
         self.every = _Group(index, self.groups[0].period)
+        for g in (*self.groups, self.every):
+            g.whole = g.keys == list(range(len(index)))
 
     @property
     def name(self) -> str:
@@ -248,7 +251,8 @@ class BusScheduler:
         else:
             values, quality = result.values[points], result.quality[points]  # copies
         values = np.where((quality & _NO_VALUE) != 0, np.nan, values)
-        self.sink(DeviceReading(dev.name, self.clock(), values, quality, index=points.copy()))
+        index = None if polled.whole else points.copy()
+        self.sink(DeviceReading(dev.name, self.clock(), values, quality, index=index))
         loop_now = asyncio.get_running_loop().time()
         if result.answered:
             self._succeeded(dev, loop_now)

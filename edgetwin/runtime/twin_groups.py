@@ -54,6 +54,13 @@ def _common(twin: TwinConfig) -> dict[str, Any]:
     }
 
 
+def _span(points: npt.NDArray[np.intp]) -> slice | npt.NDArray[np.intp]:
+    """``points`` as a slice where they are consecutive: a view, not a gather and a scatter."""
+    if len(points) and (np.diff(points) == 1).all():
+        return slice(int(points[0]), int(points[-1]) + 1)
+    return points
+
+
 class PointGroup:
     """Points of one device with the same univariate model (level, trend or lag) and period."""
 
@@ -74,6 +81,7 @@ class PointGroup:
         self.points = points
         self.names = [names[i] for i in points]
         self.inputs = inputs
+        self._span = _span(points)
         self.params: dict[str, Any] = _common(twin)
         n = len(points)
         # A quantised value keeps at least one step of noise: constant commissioning data must
@@ -99,21 +107,32 @@ class PointGroup:
         """Advance the estimator one tick; points not polled this tick are predicted only."""
         pts = self.points
         mask = polled[pts]
-        quality = np.where(mask, t.quality[pts], _STALE).astype(np.uint16)
-        est = self.estimator
-        out: LevelOutput | TrendOutput | LagOutput
-        if isinstance(est, LagEstimator):
-            # The input's latest value: it may be polled at another period than this point.
-            assert self.inputs is not None
-            out = est.update(t.value[pts], t.value[self.inputs], quality, t.quality[self.inputs])
-        elif isinstance(est, TrendEstimator):
-            out = est.update(t.value[pts], quality, out=self._trend_out)
-        else:
-            out = est.update(t.value[pts], quality, out=self._level_out)
+        out = self._step(t, pts, np.where(mask, t.quality[pts], _STALE).astype(np.uint16))
         t.estimate[pts] = out.estimate
         t.score[pts] = out.score
         t.nis[pts] = np.where(mask, out.nis, np.nan)
         t.alarm[pts] = out.alarm
+
+    def update_all(self, t: PointState) -> None:
+        """``update`` when every point of the device was polled (fewer array operations)."""
+        pts = self._span
+        out = self._step(t, pts, t.quality[pts])
+        t.estimate[pts] = out.estimate
+        t.score[pts] = out.score
+        t.nis[pts] = out.nis
+        t.alarm[pts] = out.alarm
+
+    def _step(
+        self, t: PointState, pts: slice | npt.NDArray[np.intp], quality: npt.NDArray[np.uint16]
+    ) -> LevelOutput | TrendOutput | LagOutput:
+        est = self.estimator
+        if isinstance(est, LagEstimator):
+            # The input's latest value: it may be polled at another period than this point.
+            assert self.inputs is not None
+            return est.update(t.value[pts], t.value[self.inputs], quality, t.quality[self.inputs])
+        if isinstance(est, TrendEstimator):
+            return est.update(t.value[pts], quality, out=self._trend_out)
+        return est.update(t.value[pts], quality, out=self._level_out)
 
     def state(self) -> State:
         """The estimator's state arrays (copies)."""
@@ -147,6 +166,7 @@ class AssetGroup:
         self.name = asset.name
         self.device = asset.device
         self.points = points
+        self._span = _span(points)
         self.names = list(asset.points)
         self.params: dict[str, Any] = asset.params()
         self.estimator = AssetEstimator(1, len(points), **self.params)
@@ -158,7 +178,14 @@ class AssetGroup:
         """Advance the asset one tick with its points' latest values."""
         pts = self.points
         quality = np.where(polled[pts], t.quality[pts], _STALE).astype(np.uint16)
-        out = self.estimator.update(t.value[pts][None, :], quality[None, :])
+        self._step(t.value[pts], quality)
+
+    def update_all(self, t: PointState) -> None:
+        """``update`` when every point of the device was polled."""
+        self._step(t.value[self._span], t.quality[self._span])
+
+    def _step(self, values: npt.NDArray[np.float64], quality: npt.NDArray[np.uint16]) -> None:
+        out = self.estimator.update(values[None, :], quality[None, :])
         self.alarm = int(out.alarm[0])
         self.score = float(out.score[0])
         self.contribution = out.contribution[0].copy()

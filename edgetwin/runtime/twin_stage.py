@@ -81,6 +81,13 @@ class _DeviceTwin:
         self.quality = np.full(n, int(Quality.STALE), dtype=np.uint16)
         self.ts = np.zeros(n)
         self.seen = np.zeros(n, dtype=bool)
+        self._all_seen = False
+        plain = np.array([i for i, k in enumerate(keys) if k[0] == "none"], dtype=np.intp)
+        self._plain = plain if len(plain) < n else slice(None)
+        self._has_plain = len(plain) > 0
+        index = np.arange(first, first + n, dtype=np.int64)
+        index.flags.writeable = False  # shared by every whole-device batch
+        self._index = index
 
     def add_asset(self, asset: AssetConfig) -> None:
         pos = {name: i for i, name in enumerate(self.names)}
@@ -88,9 +95,11 @@ class _DeviceTwin:
         self.assets.append(group)
         self.groups.append(group)
 
-    def step(self, r: DeviceReading) -> tuple[np.ndarray, TwinBatch]:
-        """Update the points in ``r``; return their device indexes and the batch."""
-        idx = r.index if r.index is not None else np.arange(len(self.names))
+    def step(self, r: DeviceReading) -> tuple[np.ndarray | None, TwinBatch]:
+        """Update the points in ``r``; return their device indexes (None: all) and the batch."""
+        if r.index is None:
+            return None, self._step_all(r)
+        idx = r.index
         good = (r.quality == 0) & np.isfinite(r.values)
         # Points without a model: the estimate is the last good value.
         self.estimate[idx] = np.where(good, r.values, self.estimate[idx])
@@ -108,6 +117,38 @@ class _DeviceTwin:
             if polled[g.points].any():
                 g.update(self, polled)
         return idx, self._batch(idx)
+
+    def _step_all(self, r: DeviceReading) -> TwinBatch:
+        """``step`` for a poll of every point: the usual case, with the fewest array operations.
+
+        A daemon at rest pays mostly for cold caches on each wake-up, and every numpy call
+        costs microseconds then: this path does what ``step`` does in about half the calls.
+        Points without a model keep score 0, NaN nis and NORMAL from the start.
+        """
+        n = len(self.names)
+        if r.values.shape != (n,) or r.quality.shape != (n,):
+            raise ValueError(f"device {r.device!r}: a reading of all points needs {n} values")
+        np.copyto(self.value, r.values)
+        np.copyto(self.quality, r.quality)
+        self.ts.fill(r.ts)
+        if not self._all_seen:
+            self.seen.fill(True)
+            self._all_seen = True
+        if self._has_plain:
+            # The estimate of a point without a model is its last good value.
+            v, q, plain = r.values[self._plain], r.quality[self._plain], self._plain
+            self.estimate[plain] = np.where((q == 0) & np.isfinite(v), v, self.estimate[plain])
+        for g in self.groups:
+            g.update_all(self)
+        return TwinBatch(
+            index=self._index,
+            ts=np.full(n, r.ts),
+            value=self.value.copy(),
+            estimate=self.estimate.copy(),
+            score=self.score.copy(),
+            alarm=self.alarm.copy(),
+            quality=self.quality.copy(),
+        )
 
     def _batch(self, idx: np.ndarray) -> TwinBatch:
         return TwinBatch(
@@ -149,6 +190,10 @@ class TwinStage:
         before = twin.alarm.copy()
         assets_before = [a.alarm for a in twin.assets]
         idx, batch = twin.step(reading)
+        if idx is None:
+            changed = np.flatnonzero(before != twin.alarm)
+        else:
+            changed = idx[before[idx] != twin.alarm[idx]]
         changes = [
             AlarmChange(
                 device=reading.device,
@@ -162,7 +207,7 @@ class TwinStage:
                 score=float(twin.score[i]),
                 severity=severity(float(twin.score[i]), self.twin),
             )
-            for i in idx[before[idx] != twin.alarm[idx]]
+            for i in changed.tolist()
         ]
         changes += [
             AlarmChange(
@@ -182,7 +227,7 @@ class TwinStage:
             for a, was in zip(twin.assets, assets_before, strict=True)
             if a.alarm != was
         ]
-        return batch, twin.nis[idx].copy(), changes
+        return batch, twin.nis.copy() if idx is None else twin.nis[idx], changes
 
     def snapshot(self) -> TwinBatch | None:
         """The latest state of every point that has been read, as one batch."""

@@ -65,6 +65,25 @@ async def test_multi_rate_groups_poll_at_their_own_periods(line) -> None:  # typ
     assert fast >= 2 * slow >= 6, by_group
     assert all((r.quality == Quality.GOOD).all() for r in readings)
     assert all(len(r.values) == len(r.index) for r in readings if r.index is not None)
+    # A poll of every point in order (a probe) says so with index None.
+    assert all(len(r.values) == len(POINTS) for r in readings if r.index is None)
+
+
+async def test_a_single_rate_device_reads_every_point_with_index_none(line) -> None:  # type: ignore[no-untyped-def]
+    _, _, link = line
+    cfg = ModbusDeviceConfig(
+        name="pump1",
+        bus="plant",
+        unit=1,
+        interval=0.1,
+        points=[p.model_copy(update={"interval": None}) for p in POINTS],
+    )
+    spec = DeviceSpec(ModbusDevice(cfg, link), [0.1] * len(POINTS), probe_max=0.5)
+    readings: list[DeviceReading] = []
+    await run_for(BusScheduler("plant", [spec], readings.append), 0.5)
+    assert len(readings) >= 3
+    assert all(r.index is None and len(r.values) == len(POINTS) for r in readings)
+    assert all((r.quality == Quality.GOOD).all() for r in readings)
 
 
 async def test_dead_unit_trips_its_breaker_and_neighbour_keeps_its_period(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edgetwin.config import load_config_text
 from edgetwin.core.types import Alarm, DeviceReading, Quality
@@ -227,3 +228,38 @@ def test_a_quantised_point_does_not_alarm_on_its_first_one_step_change() -> None
         batch, _, _ = stage.step(reading("t", None, [23.6] * 4, k))
         alarms = batch.alarm == Alarm.ALARM
     assert alarms.all()
+
+
+def test_a_reading_of_every_point_steps_as_one_with_explicit_indexes() -> None:
+    """index None takes the whole-device path; it must give what index 0..n-1 gives."""
+    cfg = load_config_text(MODELS, filename="t.toml")
+    whole, indexed = TwinStage(cfg), TwinStage(cfg)
+    rng = np.random.default_rng(11)
+    n = 5
+    seen_changes = 0
+    for k in range(300):
+        values = rng.normal(size=n) * [1, 1, 1, 1, 1] + [5, 30, 1, 10, 30]
+        if k >= 200:
+            values[rng.integers(n)] += rng.choice([0.0, 40.0])  # steps: alarms come and go
+        quality = np.where(rng.random(n) < 0.05, int(Quality.COMM_FAIL), 0).astype(np.uint16)
+        values[rng.random(n) < 0.03] = np.nan
+        a = DeviceReading("m", k, values.copy(), quality.copy())
+        b = DeviceReading("m", k, values.copy(), quality.copy(), index=np.arange(n))
+        batch_a, nis_a, ch_a = whole.step(a)
+        batch_b, nis_b, ch_b = indexed.step(b)
+        for col in ("index", "ts", "value", "estimate", "score", "alarm", "quality"):
+            np.testing.assert_array_equal(getattr(batch_a, col), getattr(batch_b, col), col)
+        np.testing.assert_array_equal(nis_a, nis_b)
+        assert ch_a == ch_b
+        seen_changes += len(ch_a)
+    assert seen_changes > 0  # the comparison covered alarm changes, points and asset
+    snap_a, snap_b = whole.snapshot(), indexed.snapshot()
+    assert snap_a is not None
+    assert snap_b is not None
+    np.testing.assert_array_equal(snap_a.estimate, snap_b.estimate)
+
+
+def test_a_reading_of_every_point_with_the_wrong_length_is_refused() -> None:
+    stage = TwinStage(load_config_text(MODELS, filename="t.toml"))
+    with pytest.raises(ValueError, match=r"'m'.*5 values"):
+        stage.step(DeviceReading("m", 0, np.zeros(4), np.zeros(4, np.uint16)))
