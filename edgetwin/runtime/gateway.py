@@ -432,17 +432,20 @@ class Gateway:
 
     def _put_alarms(self, changes: list[AlarmChange]) -> None:
         for c in changes:
+            if Alarm.ALARM not in (c.before, c.after):
+                # NORMAL <-> WARNING follows the noise sample by sample (no persistence): the
+                # frames' alarm column carries it; an event for each would be a storm.
+                continue
             what = f"{c.device}/{c.point}" if c.point is not None else f"asset {c.asset}"
-            if Alarm.ALARM in (c.before, c.after):
-                log.info(
-                    "alarm %s: %s -> %s (score %.2f, %s)%s",
-                    what,
-                    c.before.name,
-                    c.after.name,
-                    c.score,
-                    c.severity,
-                    _top(c.contributions),
-                )
+            log.info(
+                "alarm %s: %s -> %s (score %.2f, %s)%s",
+                what,
+                c.before.name,
+                c.after.name,
+                c.score,
+                c.severity,
+                _top(c.contributions),
+            )
             event: dict[str, object] = {"type": "alarm", "device": c.device}
             if c.point is not None:
                 event |= {"point": c.point, "index": c.index}
