@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.data import shared_data
+
 ROOT = Path(__file__).resolve().parents[2]
-NAB_DATA = ROOT.parent / "shared" / "data" / "nab"
+NAB_DATA = shared_data("nab")
 
 
 def _load() -> ModuleType:

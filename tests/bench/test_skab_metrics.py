@@ -12,8 +12,10 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from tests.support.data import shared_data
+
 ROOT = Path(__file__).resolve().parents[2]
-SKAB_DATA = ROOT.parent / "shared" / "data" / "skab"
+SKAB_DATA = shared_data("skab")
 
 
 def _load() -> ModuleType:
