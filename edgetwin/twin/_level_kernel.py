@@ -157,10 +157,15 @@ def _filter(  # noqa: PLR0917 - numba takes no keyword-only arguments
     s = p_pred + fs[R, i]
     nu = z - fs[X, i]
     nis = nu * nu / s
+    if nis > threshold and ist[ALARM, i] != ALARMED and ist[STREAK, i] == 0:
+        # the first sample beyond the NIS bound may be a spike: winsorized onto the bound for
+        # the update, learning and CUSUM, it neither drags the level nor starts a run
+        nu = math.copysign(math.sqrt(threshold * s), nu)
+        z = fs[X, i] + nu
     k = p_pred / s
     fs[X, i] += k * nu
     fs[P, i] = (1.0 - k) * p_pred
-    if nis <= threshold and ist[ALARM, i] != ALARMED:
+    if ist[ALARM, i] != ALARMED and (nis <= threshold or ist[STREAK, i] == 0):
         _learn_differences(fs, ist, i, z)
         _estimate_noise(fs, ist, i, r_floor)
     else:

@@ -385,6 +385,11 @@ def trend_update(  # noqa: PLR0915, PLR0917 - the hot path inline; no keyword-on
         root = math.sqrt(s)  # independent of the division: both run at once
         nu = z - xl
         nis = nu * nu * s_inv
+        if nis > threshold and ist[i, ALARM] != ALARMED and ist[i, STREAK] == 0:
+            # the first sample beyond the NIS bound may be a spike: winsorized onto the bound
+            # for the update, learning and CUSUM, it neither drags the state nor starts a run
+            nu = math.copysign(math.sqrt(threshold * s), nu)
+            z = xl + nu
         k_r = plr * s_inv
         xl_new = xl + pll * s_inv * nu
         xr_new = xr + k_r * nu
@@ -395,7 +400,7 @@ def trend_update(  # noqa: PLR0915, PLR0917 - the hot path inline; no keyword-on
         fs[i, PLR] = plr * keep
         fs[i, PRR] = prr - k_r * plr
         # learn: first differences centred on the predicted rate, and blocks
-        if nis <= threshold and ist[i, ALARM] != ALARMED:
+        if ist[i, ALARM] != ALARMED and (nis <= threshold or ist[i, STREAK] == 0):
             run = ist[i, RUN]
             if run >= 1:
                 d = z - fs[i, LAST] - xr

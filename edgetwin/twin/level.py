@@ -28,13 +28,28 @@ below the alarm (simulated: 0.9 D was the least that did; a held 2 D change, onc
 Commissioning: the first ``commissioning`` good samples feed the statistics; meanwhile the estimate
 is their running mean, score 0 and alarm NORMAL. At the end the filter starts at the mean with
 ``P = r``. After that a good sample is learnt from only while the point is not in ALARM and its
-``nis <= threshold``, so anomalies do not teach the model that they are noise.
+``nis <= threshold``, or when it is winsorized (below), so anomalies do not teach the model that
+they are noise.
 
-Filter, per good sample: ``P += q; S = P + r; nu = z - x; nis = nu^2/S; K = P/S; x += K nu;
-P = (1 - K) P``. CUSUM on ``u = nu / sqrt(S)``: ``cp = min(h, max(0, cp + u - k))``, likewise
-``cm`` with ``-u``; the cap at ``h`` lets an alarm clear soon after the anomaly ends instead of
-after the sums have wound down from hundreds. Score: ``max(nis / threshold, max(cp, cm) / h)``;
-1.0 is the alarm threshold.
+Filter, per good sample: ``P += q; S = P + r; nu = z - x; nis = nu^2/S``; then, if ``nis >
+threshold`` while the point is not in ALARM and its alarm streak is 0 (its last good sample
+scored < 1), the sample is *winsorized* onto the bound: ``nu = copysign(sqrt(threshold S), nu);
+z = x + nu``; then ``K = P/S; x += K nu; P = (1 - K) P``. Heavy-tailed data (spikes, bursts)
+would otherwise drag the level with every spike, the pull back after it would be a second large
+innovation, and the CUSUM charged by both would hold the score over 1 for ``alarm_on`` samples:
+an alarm per spike. Winsorized (Huber's clipped innovation), one spike moves the level, the
+learnt noise and the CUSUM at most as much as a sample on the bound; its ``nis`` and score
+still show how far out it was. A second sample beyond the bound in a row is taken as a
+change: the full innovation, not learnt from (as in ALARM), so a held step is still followed
+and alarmed (simulated, 200 random walks, commissioning 30: held steps of 8 and 10 noise sigmas
+alarmed within 10 samples in 68 and 98 % of them, 72 and 94 % without winsorizing, while spikes
+of 5-15 sigmas in 1 % of the samples raised 0.28 alarms per 10 000 samples instead of 6.7). The
+winsorized sample is learnt from as ``z``: a series whose spread is wider than commissioning
+saw widens the learnt noise by a bounded amount per sample until few samples lie beyond the
+bound. CUSUM on ``u = nu / sqrt(S)``: ``cp = min(h, max(0, cp + u - k))``, likewise ``cm``
+with ``-u``; the cap at ``h`` lets an alarm clear soon after the anomaly ends instead of after
+the sums have wound down from hundreds. Score: ``max(nis / threshold, max(cp, cm) / h)``; 1.0
+is the alarm threshold.
 
 Alarm: ALARM after ``alarm_on`` consecutive scores >= 1; it clears after ``alarm_off``
 consecutive scores < 0.8, which also resets the CUSUM sums. Outside ALARM the state is WARNING

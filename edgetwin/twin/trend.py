@@ -17,10 +17,11 @@ noise is estimated (below), the filter starts on the line at this tick with
 ``s2 = max(v_z - c^2/v_t, r)``), the CUSUM sums are 0 and the alarm is NORMAL.
 
 Learnt samples: every good sample while commissioning; after it, a good sample whose
-``nis <= threshold`` while the point was not in ALARM (its state before this sample), so
-anomalies do not teach the model that they are noise. A *run* is a sequence of consecutive learnt
-samples; any other sample ends it. Weights ``w = max(1/n, 1/1000)`` for the n-th item learnt give
-exact averages first and forget slowly after 1000 items.
+``nis <= threshold``, or that is winsorized (see the filter), while the point was not in ALARM
+(its state before this sample), so anomalies do not teach the model that they are noise. A
+*run* is a sequence of consecutive learnt samples; any other sample ends it. Weights
+``w = max(1/n, 1/1000)`` for the n-th item learnt give exact averages first and forget slowly
+after 1000 items.
 
 Level and measurement noise, from first differences ``d = z - last`` within a run (for the model
 ``var(d) = 2r + q_l`` and the lag-1 covariance is ``-r``). From the third sample of a run on, the
@@ -59,10 +60,16 @@ looser start would absorb more of an early step. Whenever ``r`` or ``qrb`` chang
 ``q_r = max(qrb, 1e-6 r)``.
 
 Filter, per good sample: ``xl = level + rate; pll = P_ll + 2 P_lr + P_rr + q_l;
-plr = P_lr + P_rr; prr = P_rr + q_r; s = pll + r; si = 1/s; nu = z - xl; nis = nu^2 si;
-kr = plr si; level = xl + pll si nu; rate += kr nu; P_ll = pll (r si); P_lr = plr (r si);
-P_rr = prr - kr plr``, in that order of operations. A sample that is not good only predicts
-(``level``, ``P`` as above): score and nis are 0, alarm state and counters stay.
+plr = P_lr + P_rr; prr = P_rr + q_r; s = pll + r; si = 1/s; nu = z - xl; nis = nu^2 si``;
+then, if ``nis > threshold`` while the point is not in ALARM and its alarm streak is 0 (its
+last good sample scored < 1), the sample is *winsorized* onto the bound:
+``nu = copysign(sqrt(threshold s), nu); z = xl + nu`` (the learnt sample and the CUSUM's
+innovation too); then ``kr = plr si; level = xl + pll si nu; rate += kr nu; P_ll = pll (r si);
+P_lr = plr (r si); P_rr = prr - kr plr``, in that order of operations. A second sample beyond
+the bound in a row keeps its full innovation and is not learnt from: a change, not a spike.
+Why, and what it does on heavy-tailed data: see :mod:`edgetwin.twin.level`. A sample that is
+not good only predicts (``level``, ``P`` as above): score and nis are 0, alarm state and
+counters stay.
 
 Detection, after learning: CUSUM in units of ``h`` on ``u = nu si sqrt(s) (1/h)``:
 ``cp = min(1, max(0, cp + u - k/h))``, likewise ``cm`` with ``-u``. Score
