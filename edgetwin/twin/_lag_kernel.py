@@ -63,9 +63,10 @@ CALIBRATED = 1  # 1 once commissioning has ended
 ALARM = 2  # Alarm state
 STREAK = 3  # consecutive samples towards the next alarm transition
 SEEDED = 4  # 1 once the point had a good pair (Y0, U0 are set)
-CHAIN = 5  # 1 when the previous tick's pair was good (YP, UP hold it)
+CHAIN = 5  # 1 when the previous tick's pair was good (YP, UP hold it); WINSORIZED if its y was
 N_INT = 6
 INT_FIELDS = ("n_learnt", "calibrated", "alarm", "streak", "seeded", "chain")
+WINSORIZED = 2  # CHAIN: the previous y was winsorized; EST still holds Y0 + its prediction
 
 # positions in the packed parameter array
 PARAM_COMMISSIONING = 0
@@ -96,9 +97,36 @@ R_FLOOR_REL = 1e-6
 
 
 @numba.njit(cache=True, nogil=True)
-def _predict(fs: npt.NDArray[np.float64], i: int) -> float:
-    p: float = fs[TA, i] * fs[YP, i] + fs[TB, i] * fs[UP, i] + fs[TC, i]
+def _predict_from(fs: npt.NDArray[np.float64], i: int, y_prev: float, u_prev: float) -> float:
+    p: float = fs[TA, i] * y_prev + fs[TB, i] * u_prev + fs[TC, i]
     return min(max(p, -PRED_MAX), PRED_MAX)
+
+
+@numba.njit(cache=True, nogil=True)
+def _predict(fs: npt.NDArray[np.float64], i: int) -> float:
+    return _predict_from(fs, i, fs[YP, i], fs[UP, i])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _solve(  # noqa: PLR0917 - the factors in scalars; numba: no kw-only args
+    l21: float,
+    l31: float,
+    l32: float,
+    d1: float,
+    d2: float,
+    d3: float,
+    p1: float,
+    p2: float,
+) -> tuple[float, float, float, float]:
+    """``q = phi' A^-1 phi`` and ``g = A^-1 phi`` for ``phi = (p1, p2, 1)``, ``A = L D L'``."""
+    z1 = p1  # L z = phi
+    z2 = p2 - l21 * z1
+    z3 = 1.0 - (l31 * z1 + l32 * z2)
+    q = z1 * z1 / d1 + z2 * z2 / d2 + z3 * z3 / d3
+    g3 = z3 / d3  # L' g = D^-1 z
+    g2 = z2 / d2 - l32 * g3
+    g1 = z1 / d1 - (l21 * g2 + l31 * g3)
+    return q, g1, g2, g3
 
 
 @numba.njit(cache=True, nogil=True)
@@ -109,13 +137,10 @@ def _step(  # noqa: PLR0915, PLR0917 - 3x3 update in scalars on purpose; numba: 
     i: int,
     yc: float,
     r_floor: float,
-) -> tuple[float, float, float]:
-    """One chained good pair (``yc``: y minus Y0); returns score, nis, residual."""
+) -> tuple[float, float, float, bool]:
+    """One chained good pair (``yc``: y minus Y0); returns score, nis, residual, winsorized."""
     p1 = fs[YP, i]
     p2 = fs[UP, i]
-    p = _predict(fs, i)
-    nu = yc - p
-    fs[EST, i] = fs[Y0, i] + p
     # forget: A = lam R; then A = L D L^T (unit lower L), each pivot floored at
     # PIVOT_REL A_jj + INFO_FLOOR, the floor's increase added to A_jj too
     horizon = params[PARAM_HORIZON]
@@ -144,14 +169,20 @@ def _step(  # noqa: PLR0915, PLR0917 - 3x3 update in scalars on purpose; numba: 
     if d3 < floor:
         a33 += floor - d3
         d3 = floor
-    # L z = phi, q = z^T D^-1 z = phi^T A^-1 phi, g = A^-1 phi
-    z1 = p1
-    z2 = p2 - l21 * z1
-    z3 = 1.0 - (l31 * z1 + l32 * z2)
-    q = z1 * z1 / d1 + z2 * z2 / d2 + z3 * z3 / d3
-    g3 = z3 / d3
-    g2 = z2 / d2 - l32 * g3
-    g1 = z1 / d1 - (l21 * g2 + l31 * g3)
+    y0 = fs[Y0, i]
+    p = _predict_from(fs, i, p1, p2)
+    nu = yc - p
+    q, g1, g2, g3 = _solve(l21, l31, l32, d1, d2, d3, p1, p2)
+    if ist[CHAIN, i] == WINSORIZED:
+        # y[t-1] lay beyond the bound: a spike of the measurement, whose prediction is the
+        # better y[t-1], or a real move of the process; the regressor that explains y wins
+        c1 = fs[EST, i] - y0
+        pc = _predict_from(fs, i, c1, p2)
+        qc, h1, h2, h3 = _solve(l21, l31, l32, d1, d2, d3, c1, p2)
+        if (yc - pc) * (yc - pc) / (1.0 + qc) < nu * nu / (1.0 + q):
+            p1, p, nu, q, g1, g2, g3 = c1, pc, yc - pc, qc, h1, h2, h3
+    fs[EST, i] = y0 + p
+    residual = nu
     w = nu / math.sqrt(1.0 + q)
 
     calibrated = ist[CALIBRATED, i] == 1
@@ -159,13 +190,20 @@ def _step(  # noqa: PLR0915, PLR0917 - 3x3 update in scalars on purpose; numba: 
     nis = 0.0
     zn = 0.0
     learn = True
+    winsorized = False
     threshold = params[PARAM_THRESHOLD]
     if calibrated:
-        y0 = fs[Y0, i]
         r = max(fs[W2, i], R_FLOOR_ABS, (R_FLOOR_REL * y0) * (R_FLOOR_REL * y0), r_floor)
         zn = w / math.sqrt(r)
         nis = zn * zn
-        learn = nis <= threshold and ist[ALARM, i] != ALARMED
+        learn = ist[ALARM, i] != ALARMED and (nis <= threshold or ist[STREAK, i] == 0)
+        if nis > threshold and learn:
+            # the first sample beyond the NIS bound may be a spike: winsorized onto the bound for
+            # the update, the noise and the CUSUM, it neither drags theta nor starts a run
+            winsorized = True
+            nu = math.copysign(math.sqrt(threshold * r * (1.0 + q)), nu)
+            w = nu / math.sqrt(1.0 + q)
+            zn = w / math.sqrt(r)
     if learn:
         kf = nu / (1.0 + q)
         fs[TA, i] += g1 * kf
@@ -199,7 +237,7 @@ def _step(  # noqa: PLR0915, PLR0917 - 3x3 update in scalars on purpose; numba: 
         ist[ALARM, i] = NORMAL
         ist[STREAK, i] = 0
         ist[CALIBRATED, i] = 1
-    return score, nis, nu
+    return score, nis, residual, winsorized
 
 
 @numba.njit(cache=True, nogil=True)
@@ -232,15 +270,16 @@ def lag_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
                 fs[U0, i] = u
                 ist[SEEDED, i] = 1
             yc = y - fs[Y0, i]
-            if ist[CHAIN, i] == 1:
-                score, nis, residual = _step(fs, ist, params, i, yc, r_floor[i])
+            winsorized = False
+            if ist[CHAIN, i] != 0:
+                score, nis, residual, winsorized = _step(fs, ist, params, i, yc, r_floor[i])
             else:
                 fs[EST, i] = y
             fs[YP, i] = yc
             fs[UP, i] = u - fs[U0, i]
-            ist[CHAIN, i] = 1
+            ist[CHAIN, i] = WINSORIZED if winsorized else 1
         else:
-            if ist[CHAIN, i] == 1:
+            if ist[CHAIN, i] != 0:
                 fs[EST, i] = fs[Y0, i] + _predict(fs, i)
             ist[CHAIN, i] = 0
         a = min(max(fs[TA, i], 0.0), A_MAX)

@@ -49,21 +49,48 @@ when ``alarm_on = 1``), about 1 for ``noise_floor = D``, and huge without a floo
 Commissioning: the first ``commissioning`` chained good pairs are all learnt from; meanwhile the
 score is 0 and the alarm NORMAL. After that: ``S = r (1 + q)``, ``zn = w / sqrt(r)`` (that is
 ``nu / sqrt(S)``), ``nis = zn^2``, and a pair is learnt from only while the point is not in
-ALARM and ``nis <= threshold``, so anomalies do not teach the model that they are normal.
+ALARM and its ``nis <= threshold``, or when it is winsorized (below), so anomalies do not teach
+the model that they are normal.
+
+Heavy tails, as in :mod:`edgetwin.twin.level`: if ``nis > threshold`` while the point is not in
+ALARM and its alarm streak is 0 (its last scored pair scored < 1), the pair is *winsorized* onto
+the bound: ``nu = copysign(sqrt(threshold S), nu)``, hence ``w = copysign(sqrt(threshold r),
+w)`` and ``zn = copysign(sqrt(threshold), zn)``, for the theta update, the noise mean and the
+CUSUM; its ``nis``, score and ``residual`` stay unclipped. A second pair beyond the bound in a
+row is a change: the full innovation, not learnt from (as in ALARM). The lag model needs one
+more step, because y is also the next regressor: after a spike of the measurement the next
+prediction would start from the spike, and its pull back would be a second outlier (a change,
+charging the CUSUM: an alarm per spike, as before). So the tick after a winsorized pair has two
+candidates for ``y[t-1]``: the measurement, right when the process really moved, and its
+prediction ``estimate - y0`` (the last estimate), right when the measurement spiked. The one
+with the smaller ``nu^2 / (1 + q)`` is the regressor of that tick, for everything above (``A``
+and its factors are the same for both; a tie keeps the measurement). The ``chain`` state is 2
+on that tick (1 otherwise), so saved states keep their fields. Simulated (tau 3-60 ticks,
+Gaussian noise plus 1 % spikes of 5-15 sigma in the measurement): 20.7 alarm onsets per 10 000
+samples before, 18.8 with the winsorized residual alone, 0.6 with both; with the spikes in the
+process instead 9.2, 0.4 and 0.3; Student-t (2 dof) process noise 10.6 -> 0.6. A changed gain
+is alarmed as before (89 % of points within 10 ticks, all within 60). What is lost: a held
+offset of y is an outlier on its first tick only (the next prediction starts from the new y),
+so its first tick now charges the CUSUM by ``sqrt(threshold) - k`` instead of up to ``h``, and
+the offset is then caught from the persistent ``(1 - a) offset`` residual by the CUSUM: held 15
+sigma offsets were alarmed within 60 ticks in 47 % of the points instead of 76 %. Two spikes in
+a row remain a change, and the pull back after them may alarm.
+
 CUSUM on ``zn``: ``cp = min(h, max(0, cp + zn - k))``, likewise ``cm`` with ``-zn``. Score:
 ``max(nis / threshold, max(cp, cm) / h)``; the alarm is the shared state machine of
 :mod:`edgetwin.twin._detect` (ALARM after ``alarm_on`` scores >= 1, cleared after ``alarm_off``
 scores < 0.8, which also resets the CUSUM sums).
 
 Outputs: ``estimate`` is the model's view of y, not blended with the measurement: ``y0 + p``,
-the one-step prediction from the previous pair, on a chained good pair and on a tick right
-after a good pair; the measurement itself on a pair that only seeds the chain; otherwise the
-last estimate held (0.0 before the first good pair, when ``initialized`` is False).
-``residual`` is ``nu`` on a chained good pair, else 0; ``score`` and ``nis`` are 0 unless the
-pair was scored. ``gain = b / (1 - ac)`` and ``tau = -1 / ln(ac)`` ticks (0 when ``ac = 0``),
-from theta after the tick, with ``ac = clip(a, 0, 0.9999)``: the one-step predictor uses theta
-as learnt (it starts from the measured ``y[t-1]``, so it cannot diverge) and the clip only
-keeps the derived parameters finite. Outputs are always finite.
+the one-step prediction from the previous pair (from the regressor chosen after a winsorized
+pair), on a chained good pair and on a tick right after a good pair; the measurement itself on
+a pair that only seeds the chain; otherwise the last estimate held (0.0 before the first good
+pair, when ``initialized`` is False). ``residual`` is ``nu`` (y minus the estimate, unclipped)
+on a chained good pair, else 0; ``score`` and ``nis`` are 0 unless the pair was scored.
+``gain = b / (1 - ac)`` and ``tau = -1 / ln(ac)`` ticks (0 when ``ac = 0``), from theta after
+the tick, with ``ac = clip(a, 0, 0.9999)``: the one-step predictor uses theta as learnt (it
+starts from the measured ``y[t-1]`` or its clipped prediction, so it cannot diverge) and the
+clip only keeps the derived parameters finite. Outputs are always finite.
 """
 
 from __future__ import annotations
@@ -244,13 +271,15 @@ def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
         m[:, j, k] = m[:, k, j] = row * scale[j] * scale[k]
     if fs.shape[1] and not (np.linalg.eigvalsh(m)[:, 0] > 0.0).all():
         raise ValueError("state['info_*'] must be positive definite")
-    limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED, _k.SEEDED: 1, _k.CHAIN: 1}
+    limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED, _k.SEEDED: 1, _k.CHAIN: _k.WINSORIZED}
     for row, name in enumerate(_k.INT_FIELDS):
         if (ist[row] < 0).any() or (row in limits and (ist[row] > limits[row]).any()):
             raise ValueError(f"state[{name!r}] out of range")
     unseeded = ist[_k.SEEDED] == 0
     if (ist[_k.CHAIN][unseeded] != 0).any() or (ist[_k.CALIBRATED][unseeded] != 0).any():
         raise ValueError("state['seeded'] is 0 for a point with a chain or a calibration")
+    if (ist[_k.CALIBRATED][ist[_k.CHAIN] == _k.WINSORIZED] != 1).any():
+        raise ValueError("state['chain'] marks a winsorized sample before calibration")
 
 
 def warmup() -> None:
