@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 from edgetwin.core.types import Alarm, Quality
 from edgetwin.twin import _lag_kernel
 from edgetwin.twin.lag import LagEstimator, LagOutput, warmup
+from tests.support.heavy_tails import spikes
 
 GOOD = int(Quality.GOOD)
 BAD = int(Quality.COMM_FAIL)
@@ -311,13 +312,6 @@ def system(
     return respond(rng, u, **kwargs), u
 
 
-def spikes(rng: np.random.Generator, shape: tuple[int, ...], rate: float = 0.01) -> np.ndarray:
-    """Heavy tails: at ``rate`` of the samples a spike of 5-15 sigma (of 0.05) either way."""
-    hit = rng.random(shape) < rate
-    size = rng.choice([-1.0, 1.0], shape) * rng.uniform(5.0, 15.0, shape) * 0.05
-    return np.where(hit, size, 0.0)
-
-
 def feed(
     est: LagEstimator,
     y: np.ndarray,
@@ -513,10 +507,11 @@ def test_heavy_tails_spikes_and_bursts_match_reference() -> None:
     rng = np.random.default_rng(21)
     ticks, n = 600, 8
     u = driving_input(rng, ticks, n)
-    shocks = spikes(rng, u.shape, rate=0.03)
+    shocks = spikes(rng, u.shape, rate=0.03, sigma=0.05)
     shocks[:, 6:] = 0.05 * rng.standard_t(2, (ticks, 2))  # Student-t, 2 dof: infinite variance
     y = respond(rng, u, tau=np.linspace(2.0, 60.0, n), shocks=shocks)
-    y[:, :4] += spikes(rng, (ticks, 4), rate=0.03)  # spikes of the measurement, not the process
+    # spikes of the measurement, not the process
+    y[:, :4] += spikes(rng, (ticks, 4), rate=0.03, sigma=0.05)
     y[300:302, 4] += 1.0  # a burst of two samples (20 sigma)
     y[400:, 5] += 3.0  # and a held step (60 sigma; on its first tick the CUSUM takes 3.3)
     qy = np.where(rng.random(y.shape) < 0.03, BAD, GOOD).astype(np.uint16)
@@ -689,7 +684,8 @@ def test_heavy_tailed_noise_rarely_alarms() -> None:
     shocks = np.zeros(u.shape)
     shocks[:, 10:] = 0.05 * rng.standard_t(2, (ticks, 10))  # heavy tails of the process
     y = respond(rng, u, tau=np.linspace(3.0, 60.0, n), shocks=shocks)
-    y[:, :10] += spikes(rng, (ticks, 10))  # and of the measurement: 1 % spikes of 5-15 sigma
+    # and of the measurement: 1 % spikes of 5-15 sigma
+    y[:, :10] += spikes(rng, (ticks, 10), sigma=0.05)
     alarm = column(feed(LagEstimator(n), y, u), "alarm")
     onsets = ((alarm[1:] == Alarm.ALARM) & (alarm[:-1] != Alarm.ALARM)).sum(axis=0)
     # the Gaussian gate gave 53 and 17 here; what is left are mostly two spikes in a row (a
@@ -705,7 +701,7 @@ def test_held_break_still_alarms_on_heavy_tailed_data() -> None:
     u[t0:] = u[t0 - 400 : t0] * 2.0 / 2.6  # as in the fouled heat exchanger above
     healthy = respond(rng, u[:t0], tau=20.0, gain=2.0)
     fouled = respond(rng, u[t0 - 1 :], tau=20.0, gain=2.6, y_start=healthy[-1])
-    y = np.concatenate([healthy, fouled[1:]]) + spikes(rng, u.shape)
+    y = np.concatenate([healthy, fouled[1:]]) + spikes(rng, u.shape, sigma=0.05)
     alarm = column(feed(LagEstimator(n), y, u), "alarm")
     onsets = ((alarm[1:t0] == Alarm.ALARM) & (alarm[: t0 - 1] != Alarm.ALARM)).sum()
     # two spikes in a row are a change, whose pull back may alarm; the Gaussian gate gave ~20

@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from edgetwin.core.types import Alarm, Quality
 from edgetwin.twin import LevelEstimator, LevelOutput, _level_kernel, warmup
+from tests.support.heavy_tails import spikes
 
 GOOD = int(Quality.GOOD)
 BAD = int(Quality.COMM_FAIL)
@@ -557,17 +558,10 @@ def test_estimate_beats_raw_measurements_on_noisy_random_walk() -> None:
     assert rmse_est < 0.5 * rmse_raw
 
 
-def spiky(rng: np.random.Generator, base: np.ndarray, rate: float = 0.01) -> np.ndarray:
-    """``base`` plus heavy tails: at ``rate`` of the samples a spike of 5-15 sigma either way."""
-    hit = rng.random(base.shape) < rate
-    size = rng.choice([-1.0, 1.0], base.shape) * rng.uniform(5.0, 15.0, base.shape)
-    return base + np.where(hit, size, 0.0)
-
-
 def test_heavy_tails_spikes_and_bursts_match_reference() -> None:
     rng = np.random.default_rng(21)
     _, z = random_walk(rng, 600, 6)
-    z = spiky(rng, z, rate=0.03)
+    z = z + spikes(rng, z.shape, rate=0.03)
     z[:, 4] = 5.0 + rng.standard_t(2, 600)  # Student-t with 2 dof: infinite variance
     z[300:302, 5] += 12.0  # a burst of two samples
     z[400:, 5] += 12.0  # and a held step
@@ -603,7 +597,7 @@ def test_heavy_tailed_noise_rarely_alarms() -> None:
     rng = np.random.default_rng(8)
     ticks, n = 3000, 20
     _, z = random_walk(rng, ticks, n, q=0.01, r=1.0)
-    alarm = np.array([o.alarm for o in feed(LevelEstimator(n), spiky(rng, z))])
+    alarm = np.array([o.alarm for o in feed(LevelEstimator(n), z + spikes(rng, z.shape))])
     onsets = ((alarm[1:] == Alarm.ALARM) & (alarm[:-1] != Alarm.ALARM)).sum()
     # Gaussian-only learning and updates gave ~7 onsets per 10 000 samples (40 here)
     assert onsets <= 6

@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 from edgetwin.core.types import Alarm, Quality
 from edgetwin.twin import _trend_kernel
 from edgetwin.twin.trend import TrendEstimator, TrendOutput, warmup
+from tests.support.heavy_tails import spikes
 
 GOOD = int(Quality.GOOD)
 BAD = int(Quality.COMM_FAIL)
@@ -675,17 +676,10 @@ def test_spike_scores_high_and_alarms_with_alarm_on_1() -> None:
     assert (outs[300].nis > 100).all()
 
 
-def spiky(rng: np.random.Generator, base: np.ndarray, rate: float = 0.01) -> np.ndarray:
-    """``base`` plus heavy tails: at ``rate`` of the samples a spike of 5-15 sigma either way."""
-    hit = rng.random(base.shape) < rate
-    size = rng.choice([-1.0, 1.0], base.shape) * rng.uniform(5.0, 15.0, base.shape)
-    return base + np.where(hit, size, 0.0)
-
-
 def test_heavy_tails_spikes_and_bursts_match_reference() -> None:
     rng = np.random.default_rng(21)
     _, _, z = local_linear_trend(rng, 600, 6, q_level=0.01, q_rate=1e-6)
-    z = spiky(rng, z, rate=0.03)
+    z = z + spikes(rng, z.shape, rate=0.03)
     z[:, 4] = 5.0 + rng.standard_t(2, 600)  # Student-t with 2 dof: infinite variance
     z[300:302, 5] += 12.0  # a burst of two samples
     z[400:, 5] += 12.0  # and a held step
@@ -721,7 +715,7 @@ def test_heavy_tailed_noise_rarely_alarms() -> None:
     rng = np.random.default_rng(8)
     ticks, n = 3000, 20
     _, _, z = local_linear_trend(rng, ticks, n, q_level=0.01, q_rate=1e-6)
-    alarm = column(feed(TrendEstimator(n), spiky(rng, z)), "alarm")
+    alarm = column(feed(TrendEstimator(n), z + spikes(rng, z.shape)), "alarm")
     onsets = ((alarm[1:] == Alarm.ALARM) & (alarm[:-1] != Alarm.ALARM)).sum()
     # Gaussian-only learning and updates gave several onsets per 10 000 samples
     assert onsets <= 6
