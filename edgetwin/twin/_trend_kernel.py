@@ -9,7 +9,10 @@ parameters arrive packed in one float64 array (``PARAM_*``) to keep the call che
 rows (estimate, rate, score, nis) x points. The semantics are documented in
 :mod:`edgetwin.twin.trend`. The steady-state path (a good sample of a calibrated point) is
 written out in the loop, with one division and no call; the rare steps (commissioning, a
-completed block, the noise update every ``NOISE_EVERY`` pairs) are helpers.
+completed block, the noise update every ``NOISE_EVERY`` pairs) are helpers. The loop is bound
+by instructions, not memory: a hot/cold split of the state (160 instead of 272 B per update)
+was no faster at 10 000 points (the time per point is the same while the state fits in L2), 7 %
+slower at 100 points and ~0.1 us slower per call; a prange version gained 15 % on two cores.
 """
 
 from __future__ import annotations
