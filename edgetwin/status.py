@@ -49,6 +49,7 @@ class PointStatus(_Doc):
     alarm: Literal["NORMAL", "WARNING", "ALARM"] = "NORMAL"
     quality: tuple[str, ...] = ()  # Quality flag names; empty means good
     ts: float | None = None  # unix s of the last reading; None: not read yet
+    learning: bool = False  # still commissioning: the twin cannot alarm on it yet
 
 
 class DeviceStatus(_Doc):
@@ -76,6 +77,7 @@ class AssetStatus(_Doc):
     score: float | None = None
     contributions: dict[str, float] = {}  # point → share of the score, 0..1
     ts: float | None = None  # unix s of its points' latest reading; None: not read yet
+    learning: bool = False  # still commissioning: the twin cannot alarm on it yet
 
 
 class UplinkStatus(_Doc):
@@ -281,7 +283,7 @@ def _device_lines(d: DeviceStatus, now: float) -> list[str]:
             _value(p),
             p.unit,
             _quality(p),
-            p.alarm,
+            "learning" if p.learning else p.alarm,
             _num(p.score, ".2f"),
             "never" if p.ts is None else _ago(now - p.ts),
         )
@@ -296,7 +298,7 @@ def _asset_lines(assets: tuple[AssetStatus, ...], now: float) -> list[str]:
         (
             a.name,
             a.device,
-            a.alarm,
+            "learning" if a.learning else a.alarm,
             _num(a.score, ".2f"),
             "never" if a.ts is None else _ago(now - a.ts),
             _shares(a) or "-",

@@ -89,6 +89,7 @@ class PointView:
     alarm: Alarm
     quality: Quality
     ts: float | None  # None: not read yet
+    learning: bool = False  # still commissioning: no alarm can be raised yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ class AssetView:
     alarm: Alarm
     contributions: dict[str, float]  # point → share of the score, 0..1, in config order
     ts: float | None  # the latest reading of its points; None: none read yet
+    learning: bool = False  # still commissioning: no alarm can be raised yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,7 @@ def twin_points(cfg: Config, twin: TwinStage) -> Callable[[], list[PointView]]:
             # The twin thread may be mid-update: a scrape can mix two ticks, never tear a value.
             value, est, score = t.value.tolist(), t.estimate.tolist(), t.score.tolist()
             alarm, quality = t.alarm.tolist(), t.quality.tolist()
-            ts, seen = t.ts.tolist(), t.seen.tolist()
+            ts, seen, learning = t.ts.tolist(), t.seen.tolist(), t.learning().tolist()
             out += [
                 PointView(
                     name,
@@ -149,6 +151,7 @@ def twin_points(cfg: Config, twin: TwinStage) -> Callable[[], list[PointView]]:
                     Alarm(alarm[i]),
                     Quality(quality[i]),
                     ts[i] if seen[i] else None,
+                    learning[i],
                 )
                 for i, point in enumerate(t.names)
             ]
@@ -168,7 +171,10 @@ def twin_assets(twin: TwinStage) -> Callable[[], list[AssetView]]:
                 # ticks, as it may for points; contributions() works on one tick's array.
                 seen = t.seen[a.points]
                 ts = float(t.ts[a.points][seen].max()) if seen.any() else None
-                out.append(AssetView(name, a.name, a.score, Alarm(a.alarm), a.contributions(), ts))
+                view = AssetView(
+                    name, a.name, a.score, Alarm(a.alarm), a.contributions(), ts, a.learning
+                )
+                out.append(view)
         return out
 
     return read
@@ -383,6 +389,7 @@ class GatewayMetrics:
                     alarm=_ALARM_NAMES[p.alarm],
                     quality=tuple(f.name for f in Quality if f and f.name and f in p.quality),
                     ts=p.ts,
+                    learning=p.learning,
                 )
             )
         devices = tuple(
@@ -409,6 +416,7 @@ class GatewayMetrics:
                 score=_finite(a.score),
                 contributions=a.contributions,
                 ts=a.ts,
+                learning=a.learning,
             )
             for a in src.assets()
         )
@@ -604,11 +612,18 @@ def _point_families(views: Iterable[PointView]) -> Iterator[Any]:
         "Points of the device in each twin alarm state.",
         labels=["device", "state"],
     )
+    learning = GaugeMetricFamily(
+        "edgetwin_device_learning_points",
+        "Points of the device whose twin is still commissioning (cannot alarm yet).",
+        labels=["device"],
+    )
     bad_count: dict[str, int] = {}
+    learning_count: dict[str, int] = {}
     alarm_count: dict[str, dict[Alarm, int]] = {}
     for v in views:
         counts = alarm_count.setdefault(v.device, dict.fromkeys(Alarm, 0))
         bad_count.setdefault(v.device, 0)
+        learning_count[v.device] = learning_count.get(v.device, 0) + v.learning
         if v.ts is None:
             continue  # not read yet: no state to report
         key = [v.device, v.name]
@@ -622,7 +637,9 @@ def _point_families(views: Iterable[PointView]) -> Iterator[Any]:
     for device, counts in alarm_count.items():
         for state, n in counts.items():
             alarms.add_metric([device, state.name.lower()], n)
-    yield from (alarm, quality, score, bad, alarms)
+    for device, n in learning_count.items():
+        learning.add_metric([device], n)
+    yield from (alarm, quality, score, bad, alarms, learning)
 
 
 def _asset_families(views: Iterable[AssetView]) -> Iterator[Any]:
@@ -643,15 +660,21 @@ def _asset_families(views: Iterable[AssetView]) -> Iterator[Any]:
         "Share of the asset's anomaly score due to one of its points, 0 to 1.",
         labels=[*labels, "point"],
     )
+    learning = GaugeMetricFamily(
+        "edgetwin_asset_learning",
+        "1 while the asset's twin is still commissioning (cannot alarm yet), else 0.",
+        labels=labels,
+    )
     for v in views:
+        key = [v.device, v.name]
+        learning.add_metric(key, int(v.learning))
         if v.ts is None:
             continue  # none of its points read yet: no state to report
-        key = [v.device, v.name]
         alarm.add_metric(key, int(v.alarm))
         score.add_metric(key, v.score)
         for point, c in v.contributions.items():
             share.add_metric([*key, point], c)
-    yield from (alarm, score, share)
+    yield from (alarm, score, share, learning)
 
 
 def _outbox_families(s: OutboxStats) -> Iterator[Any]:

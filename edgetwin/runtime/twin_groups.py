@@ -113,6 +113,10 @@ class PointGroup:
         t.nis[pts] = np.where(mask, out.nis, np.nan)
         t.alarm[pts] = out.alarm
 
+    def learning(self) -> npt.NDArray[np.bool_]:
+        """Per point of the group: still commissioning (the twin is learning it)."""
+        return ~self.estimator.calibrated
+
     def update_all(self, t: PointState) -> None:
         """``update`` when every point of the device was polled (fewer array operations)."""
         pts = self._span
@@ -179,6 +183,11 @@ class AssetGroup:
         pts = self.points
         quality = np.where(polled[pts], t.quality[pts], _STALE).astype(np.uint16)
         self._step(t.value[pts], quality)
+
+    @property
+    def learning(self) -> bool:
+        """Whether the asset is still commissioning (the twin is learning it)."""
+        return not bool(self.estimator.calibrated[0])
 
     def update_all(self, t: PointState) -> None:
         """``update`` when every point of the device was polled."""

@@ -161,6 +161,14 @@ class _DeviceTwin:
             quality=self.quality[idx].copy(),
         )
 
+    def learning(self) -> np.ndarray:
+        """Per point: still commissioning; False for points without a model."""
+        out = np.zeros(len(self.names), dtype=bool)
+        for g in self.groups:
+            if isinstance(g, PointGroup):
+                out[g.points] = g.learning()
+        return out
+
     def snapshot(self) -> TwinBatch | None:
         idx = np.flatnonzero(self.seen)
         return self._batch(idx) if len(idx) else None

@@ -230,6 +230,11 @@ class AssetEstimator:
         return self._k
 
     @property
+    def calibrated(self) -> npt.NDArray[np.bool_]:
+        """Per asset: whether commissioning has ended (False while the twin is still learning)."""
+        return np.asarray(self._ist[_k.CALIBRATED] == 1, dtype=np.bool_)
+
+    @property
     def threshold(self) -> float:
         """The t2 that scores 1.0."""
         return self._threshold

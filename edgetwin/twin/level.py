@@ -136,6 +136,11 @@ class LevelEstimator:
         return self._n
 
     @property
+    def calibrated(self) -> npt.NDArray[np.bool_]:
+        """Per point: whether commissioning has ended (False while the twin is still learning)."""
+        return np.asarray(self._ist[_k.CALIBRATED] == 1, dtype=np.bool_)
+
+    @property
     def noise_floor(self) -> FloatArray:
         """Per-point floor of the measurement noise, as a standard deviation (a copy)."""
         return self._noise_floor.copy()

@@ -10,9 +10,10 @@ import json
 import numpy as np
 import pytest
 
+from edgetwin.acquisition.scheduler import DeviceHealth
 from edgetwin.config import load_config_text
 from edgetwin.core.types import Alarm, DeviceReading
-from edgetwin.runtime.metrics import GatewayMetrics, twin_assets, twin_points
+from edgetwin.runtime.metrics import DeviceView, GatewayMetrics, twin_assets, twin_points
 from edgetwin.runtime.twin_stage import TwinStage
 from edgetwin.status import EXIT_ATTENTION, EXIT_OK, run_status
 from edgetwin.storage.outbox import OutboxStats
@@ -95,10 +96,20 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         assert [a.ts for a in metrics.status().assets] == [None, None]
 
         rng = np.random.default_rng(8)
-        for k in range(100):
+        for k in range(20):  # commissioning is 50 complete polls
+            feed(stage, rng, k, decoupled=False)
+        fams = await scrape(base)
+        assert samples(fams["edgetwin_asset_learning"]) == {HYDRAULICS: 1, DRIVE: 1}
+        rc, text, doc = await status_of(base)
+        assert rc == EXIT_OK
+        assert "hydraulics  m       learning" in text
+        assert [a["learning"] for a in doc["assets"]] == [True, True]  # type: ignore[index, union-attr]
+
+        for k in range(20, 100):
             feed(stage, rng, k, decoupled=False)
         fams = await scrape(base)
         assert samples(fams["edgetwin_asset_alarm"]) == {HYDRAULICS: 0, DRIVE: 0}
+        assert samples(fams["edgetwin_asset_learning"]) == {HYDRAULICS: 0, DRIVE: 0}
         rc, text, doc = await status_of(base)
         assert (rc, doc["attention"]) == (EXIT_OK, [])
         assert "hydraulics  m       NORMAL" in text
@@ -135,3 +146,62 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         assert doc["assets"][0]["contributions"] == hydraulics.contributions()
         assert "NEEDS ATTENTION" in text.splitlines()[0]
         assert "hydraulics  m       ALARM" in text
+
+
+POINTS = """
+[gateway]
+id = "edge-01"
+
+[twin]
+commissioning = 10
+
+[[buses]]
+name = "plant"
+kind = "modbus_tcp"
+host = "127.0.0.1"
+
+[[devices]]
+name = "m"
+bus = "plant"
+points = [
+  { name = "flow", table = "input", address = 0, type = "float32" },
+  { name = "wear", table = "input", address = 2, type = "float32", model = "trend" },
+  { name = "mode", table = "input", address = 4, type = "uint16", model = "none" },
+]
+"""
+
+
+async def test_points_still_commissioning_show_as_learning() -> None:
+    cfg = load_config_text(POINTS, filename="t.toml")
+    stage = TwinStage(cfg)
+    metrics = GatewayMetrics("edge-01", "s")
+    device = DeviceView("plant", "m", DeviceHealth(online=True), breaker_open=False)
+    metrics.bind(
+        devices=lambda: [device],
+        points=twin_points(cfg, stage),
+        outbox=no_outbox,
+        uplink=Uplink(True).view,
+    )
+    rng = np.random.default_rng(3)
+
+    def read(k: int) -> None:
+        values = np.array([10 + rng.normal(), 0.01 * k + 0.1 * rng.normal(), 2.0])
+        stage.step(DeviceReading("m", float(k), values, np.zeros(3, np.uint16)))
+
+    async with await metrics.start_server("127.0.0.1", 0) as server:
+        base = "http://{}:{}".format(*server.address)
+        for k in range(5):
+            read(k)
+        fams = await scrape(base)
+        assert samples(fams["edgetwin_device_learning_points"]) == {(("device", "m"),): 2}
+        _, text, doc = await status_of(base)
+        learning = [p["learning"] for p in doc["devices"][0]["points"]]  # type: ignore[index]
+        assert learning == [True, True, False]  # a point without a model has nothing to learn
+        assert "learning" in text
+        for k in range(5, 40):
+            read(k)
+        fams = await scrape(base)
+        assert samples(fams["edgetwin_device_learning_points"]) == {(("device", "m"),): 0}
+        _, text, doc = await status_of(base)
+        assert [p["learning"] for p in doc["devices"][0]["points"]] == [False] * 3  # type: ignore[index]
+        assert "learning" not in text
