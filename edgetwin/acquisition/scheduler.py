@@ -249,8 +249,12 @@ class BusScheduler:
             result.fail(EdgetwinError(f"internal error {type(exc).__name__}"))
             values, quality = result.values, result.quality
         else:
-            values, quality = result.values[points], result.quality[points]  # copies
-        values = np.where((quality & _NO_VALUE) != 0, np.nan, values)
+            values, quality = result.values, result.quality  # a driver's fresh arrays
+            if not polled.whole:
+                values, quality = values[points], quality[points]  # copies
+        no_value = (quality & _NO_VALUE) != 0
+        if no_value.any():
+            values = np.where(no_value, np.nan, values)
         index = None if polled.whole else points.copy()
         self.sink(DeviceReading(dev.name, self.clock(), values, quality, index=index))
         loop_now = asyncio.get_running_loop().time()

@@ -33,7 +33,8 @@ class PollResult:
     """Values and qualities in config point order, plus what went wrong, per request.
 
     Values are NaN where no number could be read; a point not polled this time is NaN with
-    quality STALE.
+    quality STALE. Both arrays must be new for every poll: the scheduler hands them on in the
+    device's reading without a copy.
     """
 
     values: np.ndarray

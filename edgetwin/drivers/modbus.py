@@ -44,6 +44,7 @@ class WriteRejectedError(EdgetwinError, ValueError):
 
 
 _GOOD, _STALE, _COMM_FAIL = int(Quality.GOOD), int(Quality.STALE), int(Quality.COMM_FAIL)
+_NO_ARRAY, _NO_QUALITY = np.empty(0), np.empty(0, np.uint16)  # placeholders, never written
 _DEVICE_ERROR, _DECODE_ERROR = int(Quality.DEVICE_ERROR), int(Quality.DECODE_ERROR)
 
 
@@ -161,7 +162,7 @@ class ModbusDevice:
         # Plain lists while decoding (a handful of points: numpy per element costs more).
         values = [math.nan] * len(self.cfg.points)
         quality = plan.quality.copy()
-        result = PollResult(np.empty(0), np.empty(0, np.uint16), requests=len(plan.requests))
+        result = PollResult(_NO_ARRAY, _NO_QUALITY, requests=len(plan.requests))  # set below
         texts = self.texts
         for table, req, spans in plan.requests:
             try:
