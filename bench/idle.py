@@ -301,10 +301,19 @@ def main() -> int:
         asyncio.run(serve_pumps(args.serve_pumps, args.log_dir))
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="edgetwin-idle-"))
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM unwinds like Ctrl-C, so the children (daemon, pumps, broker) are stopped too.
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         return measure(args, tmp)
     except (RuntimeError, OSError) as exc:
         print(f"bench/idle.py: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"bench/idle.py: interrupted ({exc or 'SIGINT'}); children stopped", file=sys.stderr)
         return 2
     finally:
         if args.keep:
