@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -332,9 +333,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_async(main)
 
 
+LOOPS = ("uvloop", "asyncio")
+
+
 def _run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    # uvloop by default: at rest the daemon's cost is mostly the loop's own wake-ups (bench/idle.py:
+    # about 10 % less CPU than asyncio's loop); EDGETWIN_LOOP=asyncio falls back, e.g. to debug.
+    choice = os.environ.get("EDGETWIN_LOOP", "uvloop")
+    if choice not in LOOPS:
+        print(
+            f"edgetwin: EDGETWIN_LOOP must be one of {', '.join(LOOPS)}, not {choice!r}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
-        asyncio.run(main())
+        if choice == "uvloop":
+            import uvloop  # noqa: PLC0415 - only the async commands need it
+
+            uvloop.run(main())
+        else:
+            asyncio.run(main())
     except ConfigError as err:
         _print_problems(err)
         return EXIT_USAGE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ from tests.support.procs import EXAMPLE_CONFIG, ROOT, Child, gateway_config, sta
 BAD = sorted((ROOT / "tests" / "config" / "bad").glob("*.toml"))
 
 
-def edgetwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def edgetwin(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgetwin", *args],
         capture_output=True,
@@ -23,6 +26,7 @@ def edgetwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
         timeout=timeout,
         cwd=ROOT,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -102,10 +106,26 @@ def test_run_with_bad_config_exits_2_without_touching_anything(tmp_path: Path) -
     assert "did you mean 'interval'" in r.stderr
 
 
-def test_tail_without_updates_exits_1(mosquitto: Mosquitto) -> None:
-    r = edgetwin("tail", "--broker", mosquitto.url, "--count", "1", "--timeout", "1")
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_tail_without_updates_exits_1(mosquitto: Mosquitto, loop: str) -> None:
+    r = edgetwin(
+        "tail",
+        "--broker",
+        mosquitto.url,
+        "--count",
+        "1",
+        "--timeout",
+        "1",
+        env={"EDGETWIN_LOOP": loop},
+    )
     assert r.returncode == 1
     assert "0 of 1 updates" in r.stderr
+
+
+def test_an_unknown_event_loop_is_refused(mosquitto: Mosquitto) -> None:
+    r = edgetwin("tail", "--broker", mosquitto.url, env={"EDGETWIN_LOOP": "trio"})
+    assert r.returncode == 2
+    assert "EDGETWIN_LOOP must be one of uvloop, asyncio, not 'trio'" in r.stderr
 
 
 def test_check_probe_reads_every_point(tmp_path: Path) -> None:
