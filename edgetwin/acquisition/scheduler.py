@@ -20,7 +20,6 @@ import numpy as np
 
 from edgetwin.core.backoff import Backoff
 from edgetwin.core.types import DeviceReading, Quality
-from edgetwin.drivers.base import NO_VALUE as _NO_VALUE
 from edgetwin.drivers.base import Device, PollResult
 from edgetwin.errors import EdgetwinError
 
@@ -249,12 +248,10 @@ class BusScheduler:
             result.fail(EdgetwinError(f"internal error {type(exc).__name__}"))
             values, quality = result.values, result.quality
         else:
-            values, quality = result.values, result.quality  # a driver's fresh arrays
+            # A driver's fresh arrays, NaN wherever no number was read (PollResult's contract).
+            values, quality = result.values, result.quality
             if not polled.whole:
                 values, quality = values[points], quality[points]  # copies
-        no_value = (quality & _NO_VALUE) != 0
-        if no_value.any():
-            values = np.where(no_value, np.nan, values)
         index = None if polled.whole else points.copy()
         self.sink(DeviceReading(dev.name, self.clock(), values, quality, index=index))
         loop_now = asyncio.get_running_loop().time()

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
-import numpy as np
 import pytest
 
 from edgetwin.acquisition.scheduler import BusScheduler, DeviceSpec
 from edgetwin.config.modbus import ModbusDeviceConfig, ModbusPointConfig
 from edgetwin.core.types import DeviceReading, Quality
-from edgetwin.drivers.base import PollResult
 from edgetwin.drivers.modbus import ModbusDevice
 from edgetwin.transports.modbus_tcp import ModbusTcpLink
 from firmware_stubs.modbus.pump import PumpDevice, PumpServer
@@ -157,33 +155,3 @@ async def test_writes_jump_the_queue_and_reach_the_device(line) -> None:  # type
     finally:
         stop.set()
         await task
-
-
-class _Garbled:
-    """A driver whose answer decodes to a value for one point and to none for the other."""
-
-    name = "garbled"
-
-    def __init__(self) -> None:
-        self.results: list[PollResult] = []
-
-    async def poll(self, points: Sequence[int] | None = None) -> PollResult:
-        quality = np.array([int(Quality.GOOD), int(Quality.DECODE_ERROR)], np.uint16)
-        result = PollResult(np.array([1.5, 7.0]), quality, requests=1, ok=1)
-        self.results.append(result)
-        return result
-
-
-async def test_a_point_without_a_value_reads_nan_whatever_the_driver_left() -> None:
-    driver = _Garbled()
-    readings: list[DeviceReading] = []
-    sched = BusScheduler("plant", [DeviceSpec(driver, [0.05, 0.05])], readings.append)
-    await run_for(sched, 0.2)
-    assert len(readings) >= 2
-    for r in readings:
-        assert r.index is None  # every point, in order
-        assert r.values[0] == 1.5
-        assert np.isnan(r.values[1])  # DECODE_ERROR has no value: 7.0 is not passed on
-        assert r.quality.tolist() == [int(Quality.GOOD), int(Quality.DECODE_ERROR)]
-    # the driver's result is not written to: its value stays for whoever else reads it
-    assert all(res.values[1] == 7.0 for res in driver.results)
