@@ -42,21 +42,29 @@ def change(before: Alarm, after: Alarm, score: float) -> AlarmChange:
     )
 
 
-def test_warning_flicker_makes_no_event_and_alarm_raise_and_clear_do(tmp_path: Path) -> None:
+async def test_warning_flicker_makes_no_event_and_alarm_raise_and_clear_do(
+    tmp_path: Path,
+) -> None:
     cfg = load_config_text(CONFIG.format(state=tmp_path), filename="t.toml")
     gw = Gateway(cfg, session="s1")
-    events: list[dict[str, object]] = []
-    gw.outbox.put = lambda topic, payload, **kw: events.append(json.loads(payload))  # type: ignore[method-assign]
-    gw._put_alarms(
-        [
-            change(Alarm.NORMAL, Alarm.WARNING, 0.6),
-            change(Alarm.WARNING, Alarm.NORMAL, 0.2),
-            change(Alarm.WARNING, Alarm.ALARM, 1.3),
-            change(Alarm.ALARM, Alarm.WARNING, 0.7),
-            change(Alarm.NORMAL, Alarm.ALARM, 2.5),
-            change(Alarm.ALARM, Alarm.NORMAL, 0.1),
-        ]
-    )
+    await gw.outbox.open()
+    try:
+        gw._put_alarms(
+            [
+                change(Alarm.NORMAL, Alarm.WARNING, 0.6),
+                change(Alarm.WARNING, Alarm.NORMAL, 0.2),
+                change(Alarm.WARNING, Alarm.ALARM, 1.3),
+                change(Alarm.ALARM, Alarm.WARNING, 0.7),
+                change(Alarm.NORMAL, Alarm.ALARM, 2.5),
+                change(Alarm.ALARM, Alarm.NORMAL, 0.1),
+            ]
+        )
+        await gw.outbox.flush()
+        rows = await gw.outbox.pending(100)
+    finally:
+        await gw.outbox.close()
+    assert {r.topic for r in rows} == {gw.topics.events}
+    events = [json.loads(r.payload) for r in rows]
     assert [(e["previous"], e["alarm"]) for e in events] == [(1, 2), (2, 1), (0, 2), (2, 0)]
     assert gw.stats.events == 4
     assert [e.get("severity") for e in events] == ["minor", None, "minor", None]
