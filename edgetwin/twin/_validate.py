@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,29 @@ def positive_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+class Detection(NamedTuple):
+    """The alarm parameters every point model takes (see ``_detect``), checked."""
+
+    threshold: float
+    cusum_k: float
+    cusum_h: float
+    alarm_on: int
+    alarm_off: int
+
+
+def detection(
+    threshold: object, cusum_k: object, cusum_h: object, alarm_on: object, alarm_off: object
+) -> Detection:
+    """Check the alarm parameters a point model was given; ValueError naming the first bad one."""
+    return Detection(
+        finite_float("threshold", threshold, allow_zero=False),
+        finite_float("cusum_k", cusum_k, allow_zero=True),
+        finite_float("cusum_h", cusum_h, allow_zero=False),
+        positive_int("alarm_on", alarm_on, 1),
+        positive_int("alarm_off", alarm_off, 1),
+    )
 
 
 def finite_float(name: str, value: object, *, allow_zero: bool) -> float:

@@ -109,7 +109,7 @@ from edgetwin.twin._validate import (
     as_noise_floor,
     as_quality,
     as_values,
-    finite_float,
+    detection,
     positive_int,
     state_columns,
     state_tables,
@@ -155,19 +155,15 @@ class LagEstimator:
         self._r_floor = self._noise_floor * self._noise_floor
         # three parameters, plus two recursive residuals for the noise
         commissioning = positive_int("commissioning", commissioning, 5)
-        threshold = finite_float("threshold", threshold, allow_zero=False)
-        cusum_k = finite_float("cusum_k", cusum_k, allow_zero=True)
-        cusum_h = finite_float("cusum_h", cusum_h, allow_zero=False)
-        alarm_on = positive_int("alarm_on", alarm_on, 1)
-        alarm_off = positive_int("alarm_off", alarm_off, 1)
+        d = detection(threshold, cusum_k, cusum_h, alarm_on, alarm_off)
         horizon = positive_int("horizon", horizon, 10)
         params = np.empty(_k.N_PARAM, dtype=np.float64)
         params[_k.PARAM_COMMISSIONING] = commissioning
-        params[_k.PARAM_THRESHOLD] = threshold
-        params[_k.PARAM_CUSUM_K] = cusum_k
-        params[_k.PARAM_CUSUM_H] = cusum_h
-        params[_k.PARAM_ALARM_ON] = alarm_on
-        params[_k.PARAM_ALARM_OFF] = alarm_off
+        params[_k.PARAM_THRESHOLD] = d.threshold
+        params[_k.PARAM_CUSUM_K] = d.cusum_k
+        params[_k.PARAM_CUSUM_H] = d.cusum_h
+        params[_k.PARAM_ALARM_ON] = d.alarm_on
+        params[_k.PARAM_ALARM_OFF] = d.alarm_off
         params[_k.PARAM_HORIZON] = horizon
         self._params = params
         self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)

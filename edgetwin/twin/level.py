@@ -77,7 +77,7 @@ from edgetwin.twin._validate import (
     as_noise_floor,
     as_quality,
     as_values,
-    finite_float,
+    detection,
     positive_int,
     state_columns,
     state_tables,
@@ -119,11 +119,9 @@ class LevelEstimator:
         self._r_floor = self._noise_floor * self._noise_floor
         # four samples give the two lag-1 pairs of differences the calibration needs
         self._commissioning = positive_int("commissioning", commissioning, 4)
-        self._threshold = finite_float("threshold", threshold, allow_zero=False)
-        self._cusum_k = finite_float("cusum_k", cusum_k, allow_zero=True)
-        self._cusum_h = finite_float("cusum_h", cusum_h, allow_zero=False)
-        self._alarm_on = positive_int("alarm_on", alarm_on, 1)
-        self._alarm_off = positive_int("alarm_off", alarm_off, 1)
+        self._threshold, self._cusum_k, self._cusum_h, self._alarm_on, self._alarm_off = detection(
+            threshold, cusum_k, cusum_h, alarm_on, alarm_off
+        )
         self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
         self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
         self._shape = (self._n,)

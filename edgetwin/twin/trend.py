@@ -103,7 +103,7 @@ from edgetwin.twin._validate import (
     as_noise_floor,
     as_quality,
     as_values,
-    finite_float,
+    detection,
     positive_int,
     state_columns,
     state_tables,
@@ -144,19 +144,15 @@ class TrendEstimator:
         self._noise_floor = as_noise_floor(noise_floor, self._n)
         self._r_floor = self._noise_floor * self._noise_floor
         self._commissioning = positive_int("commissioning", commissioning, 4)
-        threshold = finite_float("threshold", threshold, allow_zero=False)
-        cusum_k = finite_float("cusum_k", cusum_k, allow_zero=True)
-        cusum_h = finite_float("cusum_h", cusum_h, allow_zero=False)
-        alarm_on = positive_int("alarm_on", alarm_on, 1)
-        alarm_off = positive_int("alarm_off", alarm_off, 1)
+        d = detection(threshold, cusum_k, cusum_h, alarm_on, alarm_off)
         params = np.empty(_k.N_PARAMS, dtype=np.float64)
         params[_k.PARAM_COMMISSIONING] = self._commissioning
-        params[_k.PARAM_THRESHOLD] = threshold
-        params[_k.PARAM_INV_THRESHOLD] = 1.0 / threshold
-        params[_k.PARAM_K_OVER_H] = cusum_k / cusum_h
-        params[_k.PARAM_INV_H] = 1.0 / cusum_h
-        params[_k.PARAM_ALARM_ON] = alarm_on
-        params[_k.PARAM_ALARM_OFF] = alarm_off
+        params[_k.PARAM_THRESHOLD] = d.threshold
+        params[_k.PARAM_INV_THRESHOLD] = 1.0 / d.threshold
+        params[_k.PARAM_K_OVER_H] = d.cusum_k / d.cusum_h
+        params[_k.PARAM_INV_H] = 1.0 / d.cusum_h
+        params[_k.PARAM_ALARM_ON] = d.alarm_on
+        params[_k.PARAM_ALARM_OFF] = d.alarm_off
         self._params = params
         self._block_shape = (4, self._n)
         self._fs = np.zeros((self._n, _k.N_FLOAT), dtype=np.float64)  # point-major
