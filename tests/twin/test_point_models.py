@@ -1,4 +1,4 @@
-"""What the three point models share: the noise_floor argument."""
+"""What the three point models share: the alarm and noise_floor arguments."""
 
 from __future__ import annotations
 
@@ -12,6 +12,28 @@ from edgetwin.twin import LagEstimator, LevelEstimator, TrendEstimator
 
 MODELS = [LevelEstimator, TrendEstimator, LagEstimator]
 Model = type[LevelEstimator] | type[TrendEstimator] | type[LagEstimator]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_points": 0},
+        {"n_points": 2.0},
+        {"n_points": True},
+        {"threshold": 0.0},
+        {"threshold": math.nan},
+        {"threshold": "10"},
+        {"cusum_k": -0.1},
+        {"cusum_h": math.inf},
+        {"cusum_h": 0.0},
+        {"alarm_on": 0},
+        {"alarm_off": 1.5},
+    ],
+)
+def test_invalid_alarm_arguments_raise(model: Model, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        model(**{"n_points": 3, **kwargs})
 
 
 @pytest.mark.parametrize("model", MODELS)
