@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -55,7 +56,6 @@ from edgetwin.uplink.topics import Topics
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_INLINE_POINTS = 2000  # up to this many points, twin updates run on the loop thread
 # Readings that arrive within this many seconds of the first are stepped together: a poll
 # round of many devices costs one wake-up of the twin task, with its code warm in the cache
 # for every device after the first, instead of one cold wake-up per device.
@@ -140,6 +140,10 @@ class Gateway:
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.gateway.id)
         self.stats = GatewayStats()
         self.twin = TwinStage(cfg)
+        # The twin's own thread: every estimator step, state save and restore and frame encode
+        # runs there, one at a time, so the loop never waits for a kernel and the twin state
+        # has one writer. One long-lived thread keeps its caches warm between poll rounds.
+        self._twin_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetwin-twin")
         self.twin_store = TwinStateStore(cfg.gateway.state_dir / "twin.sqlite")
         self.readings: asyncio.Queue[_Item] = asyncio.Queue()
         self._ready = asyncio.Event()  # set whenever something is queued
@@ -346,14 +350,8 @@ class Gateway:
         return items
 
     async def _off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run twin work on a worker thread when it is big; inline when a thread hop costs more.
-
-        The kernels release the GIL, so large batches must not stall the loop; a handful of
-        points takes microseconds, less than the hop (which dominated the idle cost).
-        """
-        if self.twin.n_points > _INLINE_POINTS:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
+        """Run twin work on the twin's thread (the kernels release the GIL)."""
+        return await asyncio.get_running_loop().run_in_executor(self._twin_thread, fn, *args)
 
     async def _announce_drops(self) -> None:
         drops = await self.outbox.take_drops()
@@ -405,7 +403,7 @@ class Gateway:
             self.watchdog.progress("twin")
             if loop.time() >= persist_at:
                 # The twin task is the only one that steps the twin: the state is consistent.
-                await asyncio.to_thread(self._save_twin)
+                await self._off_loop(self._save_twin)
                 persist_at = loop.time() + self.cfg.twin.persist_interval
             self._put_alarms(changes)
             end = any(isinstance(i, _End) for i in items)
@@ -483,8 +481,8 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
         async with systemd.extending_timeout():
-            await asyncio.to_thread(warmup)
-            await asyncio.to_thread(self._restore_twin)
+            await self._off_loop(warmup)
+            await self._off_loop(self._restore_twin)
         await self.outbox.open()
         try:
             self.outbox.put(
@@ -521,7 +519,7 @@ class Gateway:
                 await asyncio.gather(*polls)
                 self._enqueue(_End())
                 await twin
-                await asyncio.to_thread(self._save_twin)
+                await self._off_loop(self._save_twin)
                 await self.outbox.flush()
                 depth = self.outbox.stats().depth
                 log.info("stopping: delivering %d queued messages", depth)
@@ -532,6 +530,9 @@ class Gateway:
                 if metrics is not None:
                     metrics.cancel()
         finally:
+            # Queued twin work is dropped; a step in flight ends on its own thread, which the
+            # interpreter joins at exit (a save in flight is not cut short).
+            self._twin_thread.shutdown(wait=False, cancel_futures=True)
             for device in self.devices.values():
                 await call_optional(device, "close")
             for link in self.links.values():
