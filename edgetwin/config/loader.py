@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from edgetwin.config.locate import KeyPath, TomlLocator
-from edgetwin.config.schema import Config, Name
+from edgetwin.config.schema import Config, Name, PointRef
 from edgetwin.errors import ConfigError, ConfigProblem
 from edgetwin.protocols.modbus.codec import register_count
 
@@ -33,6 +33,8 @@ Disc = str | Callable[[Any], Hashable] | None
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _NAME_PATTERN = TypeAdapter(Name).json_schema().get("pattern")
+_POINT_REF_PATTERN = TypeAdapter(PointRef).json_schema().get("pattern")
+_POINT_REF = re.compile(str(_POINT_REF_PATTERN))
 _EXPECTED = {
     "int_type": "an integer",
     "int_parsing": "an integer",
@@ -59,7 +61,12 @@ _MODEL_CHECK_KEYS = (
     ("input is only for", "input"),
     ("input must name", "input"),
     ("independent samples", "commissioning"),
+    ("has no device", "points"),
+    ("listed twice", "points"),
+    ("holds none of the asset's points", "device"),
 )
+# The schema's own guards on an asset's points, which _asset_points reports point by point.
+_ASSET_MEMBER_CHECKS = ("has no device", "listed twice", "holds none of the asset's points")
 _TABLE_WORDS = {
     "coil": "coil",
     "discrete": "discrete input",
@@ -113,7 +120,15 @@ def load_config_text(text: str, *, filename: str) -> Config:
         line = locator.line(path)
         return render_path(path) + ("" if line is None else f", line {line}")
 
-    issues += _semantic_issues(data, where)
+    semantic = _semantic_issues(data, where)
+    # An asset's points are reported one by one below; drop the schema's summary of the same.
+    located = {i.path[:2] for i in semantic if i.path[:1] == ("assets",)}
+    issues = [
+        i
+        for i in issues
+        if i.path[:2] not in located or not any(c in i.message for c in _ASSET_MEMBER_CHECKS)
+    ]
+    issues += semantic
     if issues:
         raise ConfigError(_located(issues, locator, filename))
     assert config is not None
@@ -195,6 +210,12 @@ def _translate(error: ErrorDetails) -> _Issue:
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == _NAME_PATTERN:
         text = "a name starts with a letter and has at most 64 letters, digits, '_' or '-'"
         return _Issue(path, f"invalid name {_show(value)}: {text}")
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == _POINT_REF_PATTERN:
+        text = (
+            "an asset's point is 'point' or 'device.point', each name starting with a letter "
+            "and having at most 64 letters, digits, '_' or '-'"
+        )
+        return _Issue(path, f"invalid point {_show(value)}: {text}")
     if kind in {"too_short", "too_long"}:
         bound = "at least" if kind == "too_short" else "at most"
         count = ctx.get("min_length" if kind == "too_short" else "max_length")
@@ -353,38 +374,77 @@ def _lag_inputs(devices: list[tuple[KeyPath, Any]]) -> Iterator[_Issue]:
 def _asset_points(
     assets: list[tuple[KeyPath, Any]], devices: list[tuple[KeyPath, Any]]
 ) -> Iterator[_Issue]:
-    by_name = {d.get("name"): d for _, d in devices}
-    known = [str(n) for n in by_name if isinstance(n, str)]
+    by_name = {d["name"]: d for _, d in devices if isinstance(d.get("name"), str)}
     for path, asset in assets:
-        dev_name = asset.get("device")
-        if not isinstance(dev_name, str):
-            continue
-        device = by_name.get(dev_name)
-        if device is None:
-            hint = _suggest(dev_name, known)
-            defined = ", ".join(repr(n) for n in known) or "none"
-            text = f"unknown device {dev_name!r}{hint}; defined devices: {defined}"
-            yield _Issue((*path, "device"), text)
-            continue
-        points = {p["name"]: p for _, p in _items(device, "points", ()) if "name" in p}
+        default = asset.get("device")
+        if isinstance(default, str) and default not in by_name:
+            yield _Issue((*path, "device"), _unknown_device(default, list(by_name)))
         listed = asset.get("points")
         if not isinstance(listed, list):
             continue
-        periods: dict[object, str] = {}
-        for i, name in enumerate(listed):
-            if not isinstance(name, str):
+        yield from _asset_members(path, listed, default, by_name)
+
+
+def _asset_members(
+    path: KeyPath, listed: list[Any], default: object, by_name: dict[str, Any]
+) -> Iterator[_Issue]:
+    """Each listed point resolves to one point of a known device, once; one period per device."""
+    first: dict[tuple[str, str], int] = {}
+    periods: dict[str, dict[object, str]] = {}
+    for i, ref in enumerate(listed):
+        if not isinstance(ref, str) or not _POINT_REF.fullmatch(ref):
+            continue  # the schema reports it
+        here = (*path, "points", i)
+        dev_name, _, name = ref.rpartition(".")
+        if not dev_name:
+            if default is None:
+                text = f"{ref!r} names no device: write 'device.{ref}' or give the asset a device"
+                yield _Issue(here, text, anchor=(*path, "points"))
                 continue
-            if name not in points:
-                hint = _suggest(name, [str(n) for n in points])
-                text = f"{name!r} is not a point of device {dev_name!r}{hint}"
-                yield _Issue((*path, "points", i), text, anchor=(*path, "points"))
-                continue
-            period = points[name].get("interval") or device.get("interval", 1.0)
-            periods.setdefault(period, name)
-        if len(periods) > 1:
-            shown = ", ".join(f"{n!r} every {p} s" for p, n in periods.items())
-            text = f"the points of an asset must be polled together; {shown}"
+            if not isinstance(default, str) or default not in by_name:
+                continue  # the device key is reported
+            dev_name = default
+        device = by_name.get(dev_name)
+        if device is None:
+            text = f"in {ref!r}: {_unknown_device(dev_name, list(by_name))}"
+            yield _Issue(here, text, anchor=(*path, "points"))
+            continue
+        points = {p["name"]: p for _, p in _items(device, "points", ()) if "name" in p}
+        if name not in points:
+            hint = _suggest(name, [str(n) for n in points])
+            text = f"{name!r} is not a point of device {dev_name!r}{hint}"
+            yield _Issue(here, text, anchor=(*path, "points"))
+            continue
+        if (dev_name, name) in first:
+            j = first[dev_name, name]
+            text = (
+                f"{ref!r} is listed twice: points[{j}] {listed[j]!r} is the same point "
+                f"of device {dev_name!r}"
+            )
+            yield _Issue(here, text, anchor=(*path, "points"))
+            continue
+        first[dev_name, name] = i
+        period = points[name].get("interval") or device.get("interval", 1.0)
+        periods.setdefault(dev_name, {}).setdefault(period, name)
+    known = isinstance(default, str) and default in by_name
+    if known and first and all(d != default for d, _ in first):
+        text = f"device {default!r} holds none of the asset's points: drop it or list some"
+        yield _Issue((*path, "device"), text)
+    for dev_name, seen in periods.items():
+        if len(seen) > 1:
+            # Across devices periods may differ (the asset ticks on the fastest, docs/twin.md);
+            # on one device a reading is that device's report, so it must hold all its points.
+            shown = ", ".join(f"{n!r} every {p} s" for p, n in seen.items())
+            text = (
+                "the points of an asset must be polled together on each device; "
+                f"device {dev_name!r}: {shown}"
+            )
             yield _Issue((*path, "points"), text)
+
+
+def _unknown_device(name: str, known: list[str]) -> str:
+    defined = ", ".join(repr(n) for n in known) or "none"
+    return f"unknown device {name!r}{_suggest(name, known)}; defined devices: {defined}"
 
 
 def _items(container: dict[str, Any], key: str, base: KeyPath) -> list[tuple[KeyPath, Any]]:

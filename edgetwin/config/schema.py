@@ -38,6 +38,7 @@ __all__ = [
     "MqttConfig",
     "Name",
     "OutboxConfig",
+    "PointRef",
     "TwinConfig",
     "UplinkConfig",
 ]
@@ -233,12 +234,25 @@ class TwinConfig(_Model):
         return self
 
 
+# A point of an asset: "point" (of the asset's device) or "device.point"; names hold no '.'.
+PointRef = Annotated[
+    str,
+    Field(pattern=r"^([A-Za-z][A-Za-z0-9_-]{0,63}\.)?[A-Za-z][A-Za-z0-9_-]{0,63}$"),
+]
+
+
 class AssetConfig(_Model):
-    """A multivariate twin over points of one device that learns how they move together."""
+    """A multivariate twin over points of one or several devices: how they move together.
+
+    A point is named ``"point"`` (a point of ``device``) or ``"device.point"``; names cannot
+    hold a '.', so the split is unambiguous. ``device`` is needed only for bare names.
+    """
 
     name: Name
-    device: Name
-    points: list[Name] = Field(min_length=2, max_length=32)
+    device: Name | None = Field(
+        None, description="the device of bare point names; required unless every name is qualified"
+    )
+    points: list[PointRef] = Field(min_length=2, max_length=32)
     commissioning: int = Field(600, ge=5, le=1_000_000, description="complete polls")
     smoothing: float = Field(10.0, ge=0, le=1e6, description="time constant, samples; 0: off")
     threshold: float | None = Field(
@@ -267,22 +281,27 @@ class AssetConfig(_Model):
         5, ge=1, le=10_000, description="ticks with the signature faded before an alarm clears"
     )
 
-    @field_validator("points")
-    @classmethod
-    def _distinct(cls, v: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for name in v:
-            if name in seen:
-                raise ValueError(f"point {name!r} is listed twice")
-            seen.add(name)
-        return v
-
     @field_validator("baseline_horizon", "cov_horizon")
     @classmethod
     def _horizon(cls, v: float) -> float:
         if 0 < v < 1:
             raise ValueError("must be 0 (frozen) or at least 1 sample")
         return v
+
+    @model_validator(mode="after")
+    def _members(self) -> AssetConfig:
+        # The loader reports these per listed point, with hints; this is the model's own guard.
+        seen: set[tuple[str, str]] = set()
+        for ref in self.points:
+            if "." not in ref and self.device is None:
+                raise ValueError(f"point {ref!r} has no device: write 'device.{ref}' or set device")
+            member = self._resolve(ref)
+            if member in seen:
+                raise ValueError(f"point {ref!r} is listed twice")
+            seen.add(member)
+        if self.device is not None and all(d != self.device for d, _ in seen):
+            raise ValueError(f"device {self.device!r} holds none of the asset's points")
+        return self
 
     @model_validator(mode="after")
     def _enough_samples(self) -> AssetConfig:
@@ -295,6 +314,33 @@ class AssetConfig(_Model):
                 f"bound a score over {k} points: lengthen commissioning or give a threshold"
             )
         return self
+
+    def _resolve(self, ref: str) -> tuple[str, str]:
+        device, _, point = ref.rpartition(".")
+        return (device or str(self.device), point)
+
+    @property
+    def members(self) -> list[tuple[str, str]]:
+        """Each listed point as (device, point), in the listed order."""
+        return [self._resolve(ref) for ref in self.points]
+
+    @property
+    def devices(self) -> list[str]:
+        """The devices the asset reads: ``device`` (else the first point's) first, then in order."""
+        first = [self.device] if self.device is not None else []
+        return list(dict.fromkeys([*first, *(d for d, _ in self.members)]))
+
+    @property
+    def primary(self) -> str:
+        """The device that names the asset where one device is expected (events, metrics)."""
+        return self.devices[0]
+
+    @property
+    def point_names(self) -> list[str]:
+        """The points' names in the twin: bare on one device, ``device.point`` across several."""
+        if len(self.devices) == 1:
+            return [p for _, p in self.members]
+        return [f"{d}.{p}" for d, p in self.members]
 
     def params(self) -> dict[str, Any]:
         """The asset model's parameters (everything but what names the asset)."""

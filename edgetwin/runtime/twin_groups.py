@@ -1,4 +1,4 @@
-"""Model groups of the twin stage: the points of one device that share a model and a poll period.
+"""Model groups of the twin stage: points of a device that share a model and a poll period; assets.
 
 A group owns one batched estimator and updates it once per tick with its points' latest values.
 Each group has a persistence ``key`` (stable across restarts while the config names the same
@@ -163,20 +163,41 @@ class PointGroup:
 
 
 class AssetGroup:
-    """One asset: a multivariate model over points of one device, polled together."""
+    """One asset: a multivariate model over points of one device, or of several devices.
+
+    On one device the asset ticks with every reading of its points (``update``, ``update_all``,
+    called by that device's twin). Across devices it ticks through ``report``: when every
+    device has a reading not yet used by a tick, or when a device reads again before the others
+    have (faster, or another is late or offline); the points of devices without a new reading
+    are STALE in that tick, so the model imputes them. A device that ticked the asset by
+    reading again drives it from then on: each of its readings ticks it, and the slower
+    devices' readings join the next tick. A reading's values are fresh in one tick only.
+    """
 
     def __init__(self, asset: AssetConfig, points: npt.NDArray[np.intp]) -> None:
         self.key = f"asset:{asset.name}"
         self.name = asset.name
-        self.device = asset.device
-        self.points = points
+        self.devices = asset.devices
+        self.device = self.devices[0]  # where one device is expected (events, metrics labels)
+        self.points = points  # each column's position among its own device's points
         self._span = _span(points)
-        self.names = list(asset.points)
+        self.names = asset.point_names
         self.params: dict[str, Any] = asset.params()
         self.estimator = AssetEstimator(1, len(points), **self.params)
         self.alarm = 0
         self.score = 0.0
         self.contribution = np.zeros(len(points))
+        owner = [d for d, _ in asset.members]
+        # Per device: the asset's columns on it and those points' positions in the device.
+        self.parts: list[tuple[str, npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
+        for dev in self.devices:
+            cols = np.array([j for j, d in enumerate(owner) if d == dev], dtype=np.intp)
+            self.parts.append((dev, cols, points[cols]))
+        self._value = np.full(len(points), np.nan)
+        self._quality = np.full(len(points), _STALE, dtype=np.uint16)
+        self._fresh = np.zeros(len(points), dtype=bool)  # per column: read since the last tick
+        self._reported = np.zeros(len(self.parts), dtype=bool)  # per device: likewise
+        self._driver: int | None = None  # the device that ticked it by reading again
 
     def update(self, t: PointState, polled: npt.NDArray[np.bool_]) -> None:
         """Advance the asset one tick with its points' latest values."""
@@ -192,6 +213,30 @@ class AssetGroup:
     def update_all(self, t: PointState) -> None:
         """``update`` when every point of the device was polled."""
         self._step(t.value[self._span], t.quality[self._span])
+
+    def report(self, part: int, t: PointState, polled: npt.NDArray[np.bool_] | None) -> bool:
+        """Take a reading of device ``parts[part]`` (``polled``: its points read; None: all).
+
+        Ticks the asset when due (see the class docstring); returns whether it ticked.
+        """
+        _, cols, pos = self.parts[part]
+        if polled is not None:
+            hit = polled[pos]
+            if not hit.any():
+                return False
+            cols, pos = cols[hit], pos[hit]
+        again = bool(self._reported[part]) or self._driver == part
+        self._reported[part] = True
+        self._value[cols] = t.value[pos]
+        self._quality[cols] = t.quality[pos]
+        self._fresh[cols] = True
+        if not (again or self._reported.all()):
+            return False
+        self._step(self._value, np.where(self._fresh, self._quality, _STALE).astype(np.uint16))
+        self._fresh.fill(False)
+        self._reported.fill(False)
+        self._driver = part if again else None
+        return True
 
     def _step(self, values: npt.NDArray[np.float64], quality: npt.NDArray[np.uint16]) -> None:
         out = self.estimator.update(values[None, :], quality[None, :])

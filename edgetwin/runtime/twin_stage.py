@@ -1,7 +1,9 @@
 """Readings → twin estimates, scores and alarms, as columnar batches over gateway point indexes.
 
 Each device's points are split into rate groups (points polled together); every group with
-twinned points has its own batched estimator. Runs on a worker thread (the Numba kernels
+twinned points has its own batched estimator. An asset on one device is one of its groups; an
+asset over several devices takes each of their readings and ticks by the rule in
+:class:`~edgetwin.runtime.twin_groups.AssetGroup`. Runs on a worker thread (the Numba kernels
 release the GIL); one call at a time.
 """
 
@@ -41,7 +43,8 @@ class AlarmChange:
     score: float
     severity: Severity
     asset: str | None = None
-    contributions: dict[str, float] | None = None
+    contributions: dict[str, float] | None = None  # keyed "device.point" across devices
+    devices: tuple[str, ...] = ()  # an asset's devices, ``device`` first; () for a point
 
 
 class _DeviceTwin:
@@ -91,7 +94,7 @@ class _DeviceTwin:
 
     def add_asset(self, asset: AssetConfig) -> None:
         pos = {name: i for i, name in enumerate(self.names)}
-        group = AssetGroup(asset, np.array([pos[p] for p in asset.points], np.intp))
+        group = AssetGroup(asset, np.array([pos[p] for _, p in asset.members], np.intp))
         self.assets.append(group)
         self.groups.append(group)
 
@@ -184,16 +187,31 @@ class TwinStage:
         for dev in cfg.devices:
             self.devices[dev.name] = _DeviceTwin(dev, first, cfg.twin)
             first += len(dev.points)
+        self.spanning: list[AssetGroup] = []  # the assets over several devices
+        # Per device: the assets over several devices that read it, with its part in each.
+        self._readers: dict[str, list[tuple[AssetGroup, int]]] = {}
+        pos = {d: {p: i for i, p in enumerate(t.names)} for d, t in self.devices.items()}
         for asset in cfg.assets:
-            self.devices[asset.device].add_asset(asset)
+            if len(asset.devices) == 1:
+                self.devices[asset.primary].add_asset(asset)
+                continue
+            group = AssetGroup(asset, np.array([pos[d][p] for d, p in asset.members], np.intp))
+            self.spanning.append(group)
+            for part, dev_name in enumerate(group.devices):
+                self._readers.setdefault(dev_name, []).append((group, part))
+        # Every asset: those of one device, device by device, then those over several.
+        self.assets = [*(a for t in self.devices.values() for a in t.assets), *self.spanning]
         self.n_points = first
 
     def groups(self) -> list[PointGroup | AssetGroup]:
-        """Every model group of every device (for persistence)."""
-        return [g for t in self.devices.values() for g in t.groups]
+        """Every model group of every device, and the assets over several (for persistence)."""
+        return [*(g for t in self.devices.values() for g in t.groups), *self.spanning]
 
     def step(self, reading: DeviceReading) -> tuple[TwinBatch, np.ndarray, list[AlarmChange]]:
-        """Update the device's twin with one reading; return its batch, NIS and alarm changes."""
+        """Update the device's twin with one reading; return its batch, NIS and alarm changes.
+
+        The changes include those of assets over several devices that this reading ticked.
+        """
         twin = self.devices[reading.device]
         before = twin.alarm.copy()
         assets_before = [a.alarm for a in twin.assets]
@@ -218,24 +236,38 @@ class TwinStage:
             for i in changed.tolist()
         ]
         changes += [
-            AlarmChange(
-                device=reading.device,
-                point=None,
-                index=None,
-                before=Alarm(was),
-                after=Alarm(a.alarm),
-                ts=reading.ts,
-                value=None,
-                estimate=None,
-                score=a.score,
-                severity=severity(a.score, self.twin),
-                asset=a.name,
-                contributions=a.contributions(),
-            )
+            self._asset_change(a, was, reading.ts)
             for a, was in zip(twin.assets, assets_before, strict=True)
             if a.alarm != was
         ]
+        readers = self._readers.get(reading.device)
+        if readers:
+            polled = None
+            if idx is not None:
+                polled = np.zeros(len(twin.names), dtype=bool)
+                polled[idx] = True
+            for group, part in readers:
+                was = group.alarm
+                if group.report(part, twin, polled) and group.alarm != was:
+                    changes.append(self._asset_change(group, was, reading.ts))
         return batch, twin.nis.copy() if idx is None else twin.nis[idx], changes
+
+    def _asset_change(self, a: AssetGroup, was: int, ts: float) -> AlarmChange:
+        return AlarmChange(
+            device=a.device,
+            point=None,
+            index=None,
+            before=Alarm(was),
+            after=Alarm(a.alarm),
+            ts=ts,
+            value=None,
+            estimate=None,
+            score=a.score,
+            severity=severity(a.score, self.twin),
+            asset=a.name,
+            contributions=a.contributions(),
+            devices=tuple(a.devices),
+        )
 
     def snapshot(self) -> TwinBatch | None:
         """The latest state of every point that has been read, as one batch."""
