@@ -69,13 +69,14 @@ class DeviceStatus(_Doc):
 
 
 class AssetStatus(_Doc):
-    """The twin's latest state of one asset, a multivariate model over points of one device."""
+    """The twin's latest state of one asset, a multivariate model over points of its devices."""
 
     name: str
-    device: str
+    device: str  # its first device (the only one, or the first of ``devices``)
+    devices: tuple[str, ...] = ()  # every device it reads; absent from older documents
     alarm: Literal["NORMAL", "WARNING", "ALARM"] = "NORMAL"
     score: float | None = None
-    contributions: dict[str, float] = {}  # point → share of the score, 0..1
+    contributions: dict[str, float] = {}  # point ("device.point" across devices) → share, 0..1
     ts: float | None = None  # unix s of its points' latest reading; None: not read yet
     learning: bool = False  # still commissioning: the twin cannot alarm on it yet
 
@@ -194,8 +195,8 @@ def attention(status: Status, limits: Limits = Limits()) -> list[str]:
         if a.alarm == "ALARM":
             top = _shares(a)
             out.append(
-                f"asset {a.name} ({a.device}) in ALARM: score {_num(a.score, '.2f')}"
-                + (f"; mostly {top}" if top else "")
+                f"asset {a.name} ({', '.join(_devices(a))}) in ALARM: "
+                f"score {_num(a.score, '.2f')}" + (f"; mostly {top}" if top else "")
             )
     u = status.uplink
     if not u.connected and now - u.since > limits.uplink_down:
@@ -297,7 +298,7 @@ def _asset_lines(assets: tuple[AssetStatus, ...], now: float) -> list[str]:
     rows += [
         (
             a.name,
-            a.device,
+            ",".join(_devices(a)),
             "learning" if a.learning else a.alarm,
             _num(a.score, ".2f"),
             "never" if a.ts is None else _ago(now - a.ts),
@@ -306,6 +307,11 @@ def _asset_lines(assets: tuple[AssetStatus, ...], now: float) -> list[str]:
         for a in assets
     ]
     return _table(rows, right={3}, indent="  ")
+
+
+def _devices(a: AssetStatus) -> tuple[str, ...]:
+    """The devices an asset reads (an older daemon names only the one)."""
+    return a.devices or (a.device,)
 
 
 def _table(rows: Sequence[tuple[str, ...]], right: set[int], indent: str) -> list[str]:

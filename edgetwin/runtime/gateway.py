@@ -449,6 +449,8 @@ class Gateway:
                 event |= {"point": c.point, "index": c.index}
             else:
                 event |= {"asset": c.asset, "contributions": c.contributions}
+                if len(c.devices) > 1:
+                    event["devices"] = list(c.devices)
             event |= {"alarm": int(c.after), "previous": int(c.before), "score": c.score}
             if c.after == Alarm.ALARM:
                 event["severity"] = c.severity

@@ -94,15 +94,16 @@ class PointView:
 
 @dataclass(frozen=True, slots=True)
 class AssetView:
-    """The twin's latest state of one asset (a multivariate model over points of one device)."""
+    """The twin's latest state of one asset (a multivariate model over points of its devices)."""
 
-    device: str
+    device: str  # its first device (the only one, or the first of ``devices``)
     name: str
     score: float
     alarm: Alarm
-    contributions: dict[str, float]  # point → share of the score, 0..1, in config order
+    contributions: dict[str, float]  # point → share, 0..1, config order; "device.point" if spanning
     ts: float | None  # the latest reading of its points; None: none read yet
     learning: bool = False  # still commissioning: no alarm can be raised yet
+    devices: tuple[str, ...] = ()  # every device it reads, ``device`` first; (): just ``device``
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,16 +166,25 @@ def twin_assets(twin: TwinStage) -> Callable[[], list[AssetView]]:
 
     def read() -> list[AssetView]:
         out: list[AssetView] = []
-        for name, t in twin.devices.items():
-            for a in t.assets:
-                # Fields written one after the other by the twin thread: a scrape may mix two
-                # ticks, as it may for points; contributions() works on one tick's array.
-                seen = t.seen[a.points]
-                ts = float(t.ts[a.points][seen].max()) if seen.any() else None
-                view = AssetView(
-                    name, a.name, a.score, Alarm(a.alarm), a.contributions(), ts, a.learning
-                )
-                out.append(view)
+        for a in twin.assets:
+            # Fields written one after the other by the twin thread: a scrape may mix two
+            # ticks, as it may for points; contributions() works on one tick's array.
+            read = [
+                float(t.ts[pos][seen].max())
+                for dev, _, pos in a.parts
+                if (seen := (t := twin.devices[dev]).seen[pos]).any()
+            ]
+            view = AssetView(
+                a.device,
+                a.name,
+                a.score,
+                Alarm(a.alarm),
+                a.contributions(),
+                max(read) if read else None,
+                a.learning,
+                tuple(a.devices),
+            )
+            out.append(view)
         return out
 
     return read
@@ -412,6 +422,7 @@ class GatewayMetrics:
             AssetStatus(
                 name=a.name,
                 device=a.device,
+                devices=a.devices or (a.device,),
                 alarm=_ALARM_NAMES[a.alarm],
                 score=_finite(a.score),
                 contributions=a.contributions,
@@ -665,16 +676,23 @@ def _asset_families(views: Iterable[AssetView]) -> Iterator[Any]:
         "1 while the asset's twin is still commissioning (cannot alarm yet), else 0.",
         labels=labels,
     )
+    member = GaugeMetricFamily(
+        "edgetwin_asset_device_info",
+        "1 for each device the asset reads; the other asset series carry its first device.",
+        labels=labels,
+    )
     for v in views:
         key = [v.device, v.name]
         learning.add_metric(key, int(v.learning))
+        for device in v.devices or (v.device,):
+            member.add_metric([device, v.name], 1)
         if v.ts is None:
             continue  # none of its points read yet: no state to report
         alarm.add_metric(key, int(v.alarm))
         score.add_metric(key, v.score)
         for point, c in v.contributions.items():
             share.add_metric([*key, point], c)
-    yield from (alarm, score, share, learning)
+    yield from (alarm, score, share, learning, member)
 
 
 def _outbox_families(s: OutboxStats) -> Iterator[Any]:

@@ -593,6 +593,8 @@ def decode_event(payload: bytes) -> dict[str, Any]:
             raise PayloadError(f"alarm event 'severity' must be one of {SEVERITIES}")
         if "contributions" in obj:
             _contributions(obj["contributions"])
+        if "devices" in obj:
+            _asset_devices(obj)
         if "previous" in obj:
             _int(obj, "previous", "alarm event", 0, 2)
         if "index" in obj:
@@ -627,6 +629,20 @@ def _contributions(value: object) -> None:
         share = _number(value, point, "alarm event contribution")
         if not 0.0 <= share <= 1.0:
             raise PayloadError(f"alarm event contribution of {point!r} is outside 0..1")
+
+
+def _asset_devices(obj: Mapping[str, Any]) -> None:
+    """``devices`` of an asset over several devices: distinct names, ``device`` first."""
+    value = obj["devices"]
+    if "asset" not in obj:
+        raise PayloadError("alarm event 'devices' belongs to an asset's alarm, not a point's")
+    if not isinstance(value, list) or len(value) < 2:
+        raise PayloadError("alarm event 'devices' must be a list of at least two device names")
+    names = [_name({"device": d}, "device", "alarm event 'devices' entry") for d in value]
+    if len(set(names)) != len(names):
+        raise PayloadError("alarm event 'devices' lists a device twice")
+    if names[0] != obj["device"]:
+        raise PayloadError("alarm event 'devices' must start with the event's 'device'")
 
 
 def _checked(obj: dict[str, Any], decode: Callable[[bytes], object]) -> bytes:

@@ -939,6 +939,11 @@ ASSET_ALARM = {
     "severity": "major",
     "contributions": {"flow": 0.75, "head": 0.25},
 }
+SPANNING_ALARM = {
+    **ASSET_ALARM,
+    "devices": ["pump", "motor"],
+    "contributions": {"pump.flow": 0.75, "motor.temperature": 0.25},
+}
 DEVICE = {
     "gateway": "gw",
     "session": "s",
@@ -950,7 +955,7 @@ DEVICE = {
 }
 
 
-@pytest.mark.parametrize("event", [ALARM, ASSET_ALARM, DEVICE])
+@pytest.mark.parametrize("event", [ALARM, ASSET_ALARM, SPANNING_ALARM, DEVICE])
 def test_event_round_trip(event: dict[str, Any]) -> None:
     payload = encode_event(event)
     assert json.loads(payload)["v"] == 1
@@ -975,6 +980,13 @@ def test_event_round_trip(event: dict[str, Any]) -> None:
         {**ASSET_ALARM, "contributions": {"flow": 1.5}},
         {**ASSET_ALARM, "contributions": {"flow": "most"}},
         {**ASSET_ALARM, "contributions": [0.5, 0.5]},
+        {**SPANNING_ALARM, "devices": "pump,motor"},
+        {**SPANNING_ALARM, "devices": ["pump"]},
+        {**SPANNING_ALARM, "devices": ["pump", "pump"]},
+        {**SPANNING_ALARM, "devices": ["motor", "pump"]},  # not led by 'device'
+        {**SPANNING_ALARM, "devices": ["pump", "a/b"]},
+        {**SPANNING_ALARM, "devices": ["pump", 3]},
+        {**ALARM, "devices": ["pump", "motor"]},  # a point's alarm
         {**DEVICE, "state": ""},
         {**DEVICE, "detail": 4},
         {k: v for k, v in DEVICE.items() if k != "session"},
