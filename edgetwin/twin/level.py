@@ -84,9 +84,7 @@ from edgetwin.twin._validate import (
 )
 
 _F64 = np.dtype(np.float64)
-_U16 = np.dtype(np.uint16)
 _U8 = np.dtype(np.uint8)
-_BOOL = np.dtype(np.bool_)
 
 
 class LevelOutput(NamedTuple):
@@ -116,17 +114,24 @@ class LevelEstimator:
     ) -> None:
         self._n = positive_int("n_points", n_points, 1)
         self._noise_floor = as_noise_floor(noise_floor, self._n)
-        self._r_floor = self._noise_floor * self._noise_floor
         # four samples give the two lag-1 pairs of differences the calibration needs
         self._commissioning = positive_int("commissioning", commissioning, 4)
-        self._threshold, self._cusum_k, self._cusum_h, self._alarm_on, self._alarm_off = detection(
-            threshold, cusum_k, cusum_h, alarm_on, alarm_off
-        )
-        self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
-        self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
-        self._shape = (self._n,)
+        d = detection(threshold, cusum_k, cusum_h, alarm_on, alarm_off)
+        params = np.empty(_k.N_PARAMS + self._n, dtype=np.float64)
+        params[_k.PARAM_COMMISSIONING] = self._commissioning
+        params[_k.PARAM_THRESHOLD] = d.threshold
+        params[_k.PARAM_CUSUM_K] = d.cusum_k
+        params[_k.PARAM_CUSUM_H] = d.cusum_h
+        params[_k.PARAM_ALARM_ON] = d.alarm_on
+        params[_k.PARAM_ALARM_OFF] = d.alarm_off
+        params[_k.N_PARAMS :] = self._noise_floor * self._noise_floor  # the floor of r
+        self._params = params
+        self._block_shape = (3, self._n)
+        self._flags_shape = (2, self._n)
+        self._fs = np.zeros((self._n, _k.N_FLOAT), dtype=np.float64)  # point-major
+        self._ist = np.zeros((self._n, _k.N_INT), dtype=np.int64)
         # outputs handed out by new_output(), by id; kept alive so an id is never reused
-        self._issued: dict[int, LevelOutput] = {}
+        self._issued: dict[int, tuple[LevelOutput, FloatArray, npt.NDArray[np.uint8]]] = {}
 
     @property
     def n_points(self) -> int:
@@ -136,7 +141,7 @@ class LevelEstimator:
     @property
     def calibrated(self) -> npt.NDArray[np.bool_]:
         """Per point: whether commissioning has ended (False while the twin is still learning)."""
-        return np.asarray(self._ist[_k.CALIBRATED] == 1, dtype=np.bool_)
+        return np.asarray(self._ist[:, _k.CALIBRATED] == 1, dtype=np.bool_)
 
     @property
     def noise_floor(self) -> FloatArray:
@@ -145,78 +150,60 @@ class LevelEstimator:
 
     def new_output(self) -> LevelOutput:
         """Preallocated output for ``update(..., out=...)``; the estimator keeps a reference."""
-        n = self._n
-        out = LevelOutput(
-            estimate=np.zeros(n, dtype=np.float64),
-            score=np.zeros(n, dtype=np.float64),
-            nis=np.zeros(n, dtype=np.float64),
-            alarm=np.zeros(n, dtype=np.uint8),
-            initialized=np.zeros(n, dtype=np.bool_),
-        )
-        self._issued[id(out)] = out
+        block = np.zeros(self._block_shape, dtype=np.float64)
+        flags = np.zeros(self._flags_shape, dtype=np.uint8)
+        out = LevelOutput(block[0], block[1], block[2], flags[0], flags[1].view(np.bool_))
+        self._issued[id(out)] = (out, block, flags)
         return out
 
     def update(
         self, values: npt.ArrayLike, quality: npt.ArrayLike, out: LevelOutput | None = None
     ) -> LevelOutput:
         """Advance every point by one sample (float64 values, uint16 quality, shape (n,))."""
-        # fast path: arrays the kernel takes as they are (flags.carray: aligned, writable,
-        # C-contiguous), checked cheaply; anything else is validated and converted
-        if not (
-            type(values) is np.ndarray
-            and values.dtype is _F64
-            and values.shape == self._shape
-            and values.flags.carray
-        ):
-            values = as_values(values, self._n)
-        if not (
-            type(quality) is np.ndarray
-            and quality.dtype is _U16
-            and quality.shape == self._shape
-            and quality.flags.carray
-        ):
-            quality = as_quality(quality, self._n)
         if out is None:
-            n = self._n
-            out = LevelOutput(
-                np.empty(n, _F64),
-                np.empty(n, _F64),
-                np.empty(n, _F64),
-                np.empty(n, _U8),
-                np.empty(n, _BOOL),
+            block = np.empty(self._block_shape, _F64)
+            flags = np.empty(self._flags_shape, _U8)
+        else:
+            issued = self._issued.get(id(out))
+            if issued is None or issued[0] is not out:
+                raise ValueError("out must come from this estimator's new_output()")
+            _, block, flags = issued
+        # the kernel's dispatcher checks dtype, layout and writability (TypeError if not
+        # exactly float64/uint16, C-contiguous, writable) and the kernel checks the shapes
+        z: Any = values
+        qual: Any = quality
+        try:
+            fits = _k.level_update(z, qual, self._fs, self._ist, self._params, block, flags)
+        except TypeError:
+            fits = _k.level_update(
+                as_values(values, self._n),
+                as_quality(quality, self._n),
+                self._fs,
+                self._ist,
+                self._params,
+                block,
+                flags,
             )
-        elif self._issued.get(id(out)) is not out:
-            raise ValueError("out must come from this estimator's new_output()")
-        _k.level_update(
-            values,
-            quality,
-            self._fs,
-            self._ist,
-            self._commissioning,
-            self._threshold,
-            self._cusum_k,
-            self._cusum_h,
-            self._alarm_on,
-            self._alarm_off,
-            self._r_floor,
-            out.estimate,
-            out.score,
-            out.nis,
-            out.alarm,
-            out.initialized,
-        )
-        return out
+        if not fits:
+            as_values(values, self._n)  # raises the located ValueError
+            as_quality(quality, self._n)
+            raise ValueError("values and quality do not fit this estimator")
+        if out is not None:
+            return out
+        # initialized: the kernel writes 0 or 1, viewed as bool
+        return LevelOutput(block[0], block[1], block[2], flags[0], flags[1].view(np.bool_))
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
-        return state_columns(self._fs, self._ist, _k.FLOAT_FIELDS, _k.INT_FIELDS)
+        return state_columns(self._fs.T, self._ist.T, _k.FLOAT_FIELDS, _k.INT_FIELDS)
 
     def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
         """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
         fs, ist = state_tables(state, _k.FLOAT_FIELDS, _k.INT_FIELDS, self._n)
         _check_state(fs, ist)
-        self._fs = fs
-        self._ist = ist
+        # point-major in the kernel: one point's fields share a cache line
+        self._fs = np.ascontiguousarray(fs.T)
+        self._ist = np.ascontiguousarray(ist.T)
 
 
 def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
@@ -239,5 +226,5 @@ def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
 
 
 def warmup() -> None:
-    """Compile (or load from the on-disk cache) the kernels, on a one-point estimator."""
+    """Load (or compile) the kernel and run it once, on a one-point estimator."""
     LevelEstimator(1, commissioning=4).update(np.zeros(1), np.zeros(1, dtype=np.uint16))

@@ -771,3 +771,36 @@ def test_warmup_writes_the_kernel_cache_next_to_the_source() -> None:
     warmup()
     index = list((source.parent / "__pycache__").glob("_level_kernel.level_update-*.nbi"))
     assert index, "numba did not cache the kernel"
+
+
+def test_views_and_read_only_inputs_equal_contiguous_ones() -> None:
+    rng = np.random.default_rng(22)
+    _, z = random_walk(rng, 60, 3)
+    qual = np.where(rng.random(z.shape) < 0.1, BAD, GOOD).astype(np.uint16)
+    plain, other = LevelEstimator(3, commissioning=10), LevelEstimator(3, commissioning=10)
+    wide_z = np.repeat(z, 2, axis=1)  # every other column: strided views
+    wide_q = np.repeat(qual, 2, axis=1)
+    for t in range(z.shape[0]):
+        want = plain.update(z[t].copy(), qual[t].copy())
+        frozen = z[t].copy()
+        frozen.flags.writeable = False
+        values = frozen if t % 2 else wide_z[t, ::2]
+        got = other.update(values, wide_q[t, ::2])
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(got, f), getattr(want, f))
+    for k, v in plain.state().items():
+        np.testing.assert_array_equal(v, other.state()[k])
+
+
+def test_state_has_one_array_per_field_of_the_points() -> None:
+    est = LevelEstimator(5, commissioning=10)
+    feed(est, np.arange(30.0).reshape(6, 5))  # all six samples are commissioning samples
+    state = est.state()
+    assert list(state) == [*_level_kernel.FLOAT_FIELDS, *_level_kernel.INT_FIELDS]
+    for name, arr in state.items():
+        want = np.float64 if name in _level_kernel.FLOAT_FIELDS else np.int64
+        assert arr.dtype == want
+        assert arr.shape == (5,)
+        assert arr.flags.c_contiguous
+    np.testing.assert_array_equal(state["n_good"], [6] * 5)
+    np.testing.assert_allclose(state["x"], np.arange(30.0).reshape(6, 5).mean(axis=0))
