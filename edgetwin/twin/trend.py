@@ -155,8 +155,8 @@ class TrendEstimator:
         params[_k.PARAM_ALARM_OFF] = d.alarm_off
         self._params = params
         self._block_shape = (4, self._n)
-        self._fs = np.zeros((self._n, _k.N_FLOAT), dtype=np.float64)  # point-major
-        self._ist = np.zeros((self._n, _k.N_INT), dtype=np.int64)
+        self._chunks = -(-self._n // _k.CH)
+        self._fs, self._ist = self._new_tables()
         # outputs handed out by new_output(), by id; kept alive so an id is never reused
         self._issued: dict[int, tuple[TrendOutput, FloatArray]] = {}
 
@@ -168,7 +168,7 @@ class TrendEstimator:
     @property
     def calibrated(self) -> npt.NDArray[np.bool_]:
         """Per point: whether commissioning has ended (False while the twin is still learning)."""
-        return np.asarray(self._ist[:, _k.CALIBRATED] == 1, dtype=np.bool_)
+        return np.asarray(self._rows(self._ist)[_k.CALIBRATED] == 1, dtype=np.bool_)
 
     @property
     def noise_floor(self) -> FloatArray:
@@ -210,7 +210,7 @@ class TrendEstimator:
         qual: Any = quality
         try:
             fits = _k.trend_update(
-                z, qual, self._fs, self._ist, self._params, self._r_floor, block, alarm, initialized
+                z, qual, self._fs, self._ist, self._params, block, alarm, initialized
             )
         except TypeError:
             fits = _k.trend_update(
@@ -219,7 +219,6 @@ class TrendEstimator:
                 self._fs,
                 self._ist,
                 self._params,
-                self._r_floor,
                 block,
                 alarm,
                 initialized,
@@ -234,15 +233,42 @@ class TrendEstimator:
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
-        return state_columns(self._fs.T, self._ist.T, _k.FLOAT_FIELDS, _k.INT_FIELDS)
+        fs = self._rows(self._fs)[: _k.N_FLOAT]
+        return state_columns(fs, self._rows(self._ist), _k.FLOAT_FIELDS, _k.INT_FIELDS)
 
     def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
         """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
         fs, ist = state_tables(state, _k.FLOAT_FIELDS, _k.INT_FIELDS, self._n)
         _check_state(fs, ist)
-        # point-major in the kernel: one point's fields share a cache line
-        self._fs = np.ascontiguousarray(fs.T)
-        self._ist = np.ascontiguousarray(ist.T)
+        self._fs, self._ist = self._new_tables(fs, ist)
+
+    def _new_tables(
+        self, fs: FloatArray | None = None, ist: npt.NDArray[np.int64] | None = None
+    ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """The kernel's flat, chunked tables from rows (fields) x points; zeros if None."""
+        floats = np.zeros(self._chunks * _k.RS * _k.N_FLOAT_INTERNAL, dtype=np.float64)
+        ints = np.zeros(self._chunks * _k.RS * _k.N_INT, dtype=np.int64)
+        self._chunked(floats)[:, _k.RFLOOR] = self._padded(self._r_floor[None])[0]
+        if fs is not None and ist is not None:
+            self._chunked(floats)[:, : _k.N_FLOAT] = self._padded(fs).transpose(1, 0, 2)
+            self._chunked(ints)[:] = self._padded(ist).transpose(1, 0, 2)
+        return floats, ints
+
+    def _chunked(self, flat: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """View of a flat table as chunks x fields x points of the chunk."""
+        fields = flat.shape[0] // (self._chunks * _k.RS)
+        return flat.reshape(self._chunks, fields, _k.RS)[:, :, : _k.CH]
+
+    def _padded(self, rows: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Rows (fields) x points, zero-padded to whole chunks: fields x chunks x CH."""
+        padded = np.zeros((rows.shape[0], self._chunks * _k.CH), dtype=rows.dtype)
+        padded[:, : self._n] = rows
+        return padded.reshape(rows.shape[0], self._chunks, _k.CH)
+
+    def _rows(self, flat: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """A flat table as rows (fields) x points (a copy)."""
+        chunked = self._chunked(flat)
+        return chunked.transpose(1, 0, 2).reshape(chunked.shape[1], -1)[:, : self._n]
 
 
 _NON_NEGATIVE = (

@@ -422,6 +422,33 @@ def test_many_points_of_different_scales_match_reference() -> None:
     assert_same(got, run_reference(z, qual, commissioning=25))
 
 
+def test_points_in_every_chunk_and_on_every_path_match_reference() -> None:
+    # more points than one chunk of the kernel's layout; the points commission together, so the
+    # noise updates and completed blocks come on the same ticks, taken by the common pass
+    n = 2 * _trend_kernel.CH + 3
+    rng = np.random.default_rng(20)
+    _, _, z = local_linear_trend(rng, 230, n, q_level=0.01, q_rate=1e-5)
+    qual = good(z.shape)
+    z[90 + np.arange(n) % 64, np.arange(n)] += 40.0  # a spike per point, on every phase
+    z[150:170, 1::5] = np.nan  # outages: the runs restart out of step
+    qual[120:123, 2::7] = BAD
+    z[180:, 3::11] += 25.0  # steps: alarms
+    floors = np.where(np.arange(n) % 3 == 0, 0.8, 0.0)
+    est = TrendEstimator(n, commissioning=20, noise_floor=floors)
+    got = run_kernel(z, qual, est)
+    picks = np.r_[0:6, _trend_kernel.CH - 3 : _trend_kernel.CH + 3, n - 5 : n]
+    want = run_reference(z[:, picks], qual[:, picks], commissioning=20, noise_floor=floors[picks])
+    assert_same({f: v[:, picks] for f, v in got.items()}, want)
+    assert (got["alarm"] == Alarm.ALARM).any(axis=0)[3::11].all()
+    saved = est.state()
+    assert all(v.shape == (n,) for v in saved.values())
+    again = TrendEstimator(n, commissioning=20, noise_floor=floors)
+    again.load_state(saved)
+    for ours, theirs in zip(feed(est, z[:40]), feed(again, z[:40]), strict=True):
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(ours, f), getattr(theirs, f))
+
+
 def test_noise_floors_match_reference() -> None:
     rng = np.random.default_rng(19)
     _, _, z = local_linear_trend(rng, 500, 8, q_level=0.01, q_rate=1e-5)
