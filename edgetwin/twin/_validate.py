@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +86,13 @@ def as_quality(quality: npt.ArrayLike, n: int) -> Uint16Array:
         raise ValueError("quality values must fit in uint16")
     out = np.ascontiguousarray(arr, dtype=np.uint16)
     return out if out.flags.writeable else out.copy()
+
+
+def misfit(values: npt.ArrayLike, quality: npt.ArrayLike, n: int) -> NoReturn:
+    """Raise for inputs a kernel refused by their shapes: the located error where there is one."""
+    as_values(values, n)
+    as_quality(quality, n)
+    raise ValueError("values and quality do not fit this estimator")
 
 
 def state_columns(

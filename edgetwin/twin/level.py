@@ -78,6 +78,7 @@ from edgetwin.twin._validate import (
     as_quality,
     as_values,
     detection,
+    misfit,
     positive_int,
     state_columns,
     state_tables,
@@ -185,9 +186,7 @@ class LevelEstimator:
                 flags,
             )
         if not fits:
-            as_values(values, self._n)  # raises the located ValueError
-            as_quality(quality, self._n)
-            raise ValueError("values and quality do not fit this estimator")
+            misfit(values, quality, self._n)
         if out is not None:
             return out
         # initialized: the kernel writes 0 or 1, viewed as bool

@@ -104,6 +104,7 @@ from edgetwin.twin._validate import (
     as_quality,
     as_values,
     detection,
+    misfit,
     positive_int,
     state_columns,
     state_tables,
@@ -224,9 +225,7 @@ class TrendEstimator:
                 initialized,
             )
         if not fits:
-            as_values(values, self._n)  # raises the located ValueError
-            as_quality(quality, self._n)
-            raise ValueError("values and quality do not fit this estimator")
+            misfit(values, quality, self._n)
         if out is not None:
             return out
         return TrendOutput(block[0], block[1], block[2], block[3], alarm, initialized)
