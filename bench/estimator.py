@@ -1,16 +1,17 @@
 """Estimator speed: edgetwin's batched twin models against filterpy and River, per point-update.
 
-In one run: point-updates per second of edgetwin's batched models (level, trend, and asset when
-``edgetwin.twin.asset`` has an ``AssetEstimator``) for 1, 100, 10,000 and 100,000 points, through
-``update(..., out=...)`` where a model has it (at 100 points and more that is the kernel plus
-about a microsecond per tick); the latency of a single-point update through the public API, with
-fresh outputs and with ``out=``; and the same for filterpy's ``KalmanFilter`` (dim_x=2 constant
+In one run: point-updates per second of edgetwin's batched models (level, trend, lag, and asset
+when ``edgetwin.twin.asset`` has an ``AssetEstimator``) for 1, 100, 10,000 and 100,000 points,
+through ``update(..., out=...)`` where a model has it (at 100 points and more that is the kernel
+plus about a microsecond per tick); the latency of a single-point update through the public API,
+with fresh outputs and with ``out=``; and the same for filterpy's ``KalmanFilter`` (dim_x=2 constant
 velocity: predict, update and the NIS from its ``y`` and ``S``) and River's ``HalfSpaceTrees``
-(``score_one`` + ``learn_one``) on the same stream, one point at a time. Every model is past its
-commissioning before it is timed; each figure is the best of ``--repeat`` short runs, and a
-run of a batched model spans at least 32 ticks, a whole cycle of its periodic learning. Prints the
-ratios edgetwin/baseline next to the targets of issue 4; exits 0 when both are met, 1 when one
-is missed, 2 when the baselines (the ``bench`` extra) are not installed.
+(``score_one`` + ``learn_one``) on the same stream, one point at a time. The lag model is driven:
+its input is the stream of another seed, its points a first-order response to that input plus
+noise. Every model is past its commissioning before it is timed; each figure is the best of
+``--repeat`` short runs, and a run of a batched model spans at least 32 ticks, a whole cycle of its
+periodic learning. Prints the ratios edgetwin/baseline next to the targets of issue 4; exits 0 when
+both are met, 1 when one is missed, 2 when the baselines (the ``bench`` extra) are not installed.
 
     .venv/bin/python bench/estimator.py [--repeat 60]
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edgetwin.twin import lag as lag_mod
 from edgetwin.twin import level as level_mod
 from edgetwin.twin import trend as trend_mod
 
@@ -67,6 +69,29 @@ class Stream:
         return np.ascontiguousarray(self.base + self.slope * t + noise)
 
 
+class Driven:
+    """Per point: an input ``u`` (a Stream of another seed) and ``y``, a first-order response to
+    it (tau 5-50 ticks, gain about 1) plus white noise, as the lag model sees a driven point."""
+
+    def __init__(self, n: int, seed: int = 6) -> None:
+        self.inputs = Stream(n, seed)
+        self.rng = np.random.default_rng(seed + 1)
+        self.a = np.exp(-1.0 / self.rng.uniform(5.0, 50.0, n))
+        self.b = self.rng.normal(1.0, 0.3, n) * (1.0 - self.a)
+        self.y = self.b / (1.0 - self.a) * self.inputs.base  # at rest at the input's level
+        self.u_prev = self.inputs.base
+
+    def take(self, ticks: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``ticks`` samples (y, u) of every point, each of shape (ticks, n)."""
+        u = self.inputs.take(ticks)
+        y = self.rng.normal(0.0, 0.1, u.shape)
+        for t in range(ticks):
+            self.y = self.a * self.y + self.b * self.u_prev + y[t]
+            y[t] = self.y
+            self.u_prev = u[t]
+        return y, u
+
+
 # -- edgetwin models ----------------------------------------------------------------------------
 
 
@@ -79,6 +104,7 @@ class Model:
     build: Callable[[int], Any]  # number of units (points or assets) -> estimator
     warmup: Callable[[], None]
     optional: bool = False  # a failure is reported in the table instead of ending the run
+    driven: bool = False  # update(values, inputs, quality, input_quality): fed a Driven stream
 
 
 def _asset_model() -> Model | None:
@@ -104,6 +130,7 @@ def models() -> tuple[list[Model], str | None]:
     found = [
         Model("level", 1, level_mod.LevelEstimator, level_mod.warmup),
         Model("trend", 1, trend_mod.TrendEstimator, trend_mod.warmup),
+        Model("lag", 1, lag_mod.LagEstimator, lag_mod.warmup, driven=True),
     ]
     asset = _asset_model()
     if asset is None:
@@ -131,6 +158,8 @@ def time_batched(model: Model, n_points: int, repeat: int) -> tuple[int, float]:
     n = units * k
     est = model.build(units)
     out = est.new_output() if hasattr(est, "new_output") else None
+    if model.driven:
+        return n, _time_driven(est, out, n, repeat)
     stream = Stream(n)
     quality = np.zeros((units, k) if k > 1 else n, dtype=np.uint16)
     shape = (units, k) if k > 1 else (n,)
@@ -151,6 +180,53 @@ def time_batched(model: Model, n_points: int, repeat: int) -> tuple[int, float]:
     ticks = max(MIN_TICKS, min(MAX_TICKS, UPDATES_PER_RUN // n))
     runs = [rows(ticks) for _ in range(repeat)]
     return n, best_ns(lambda i: run_ticks(runs[i]), repeat)
+
+
+def _time_driven(est: Any, out: Any, n: int, repeat: int) -> float:
+    """Best ns per point-update of a driven model's ``update(y, u, q, q, out=out)``."""
+    stream = Driven(n)
+    quality = np.zeros(n, dtype=np.uint16)
+
+    def rows(ticks: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        y, u = stream.take(ticks)
+        return list(zip(y, u, strict=True))
+
+    def run_ticks(pairs: list[tuple[np.ndarray, np.ndarray]]) -> int:
+        if out is None:
+            for y, u in pairs:
+                est.update(y, u, quality, quality)
+        else:
+            for y, u in pairs:
+                est.update(y, u, quality, quality, out=out)
+        return len(pairs) * n
+
+    run_ticks(rows(WARMUP_TICKS))
+    ticks = max(MIN_TICKS, min(MAX_TICKS, UPDATES_PER_RUN // n))
+    runs = [rows(ticks) for _ in range(repeat)]
+    return best_ns(lambda i: run_ticks(runs[i]), repeat)
+
+
+def time_single_driven(build: Callable[[int], Any], *, reuse: bool, repeat: int) -> float:
+    """Best ns per single-point public update of a driven model, fresh outputs or ``out=``."""
+    est = build(1)
+    stream = Driven(1, seed=7)
+    quality = np.zeros(1, dtype=np.uint16)
+    y, u = stream.take(WARMUP_TICKS)
+    for yt, ut in zip(y, u, strict=True):
+        est.update(yt, ut, quality, quality)
+    out = est.new_output() if reuse else None
+    runs = [list(zip(*stream.take(MAX_TICKS), strict=True)) for _ in range(repeat)]
+
+    def run(i: int) -> int:
+        if out is None:
+            for yt, ut in runs[i]:
+                est.update(yt, ut, quality, quality)
+        else:
+            for yt, ut in runs[i]:
+                est.update(yt, ut, quality, quality, out=out)
+        return len(runs[i])
+
+    return best_ns(run, repeat)
 
 
 def time_single(build: Callable[[int], Any], *, reuse: bool, repeat: int) -> float:
@@ -290,6 +366,10 @@ def main() -> int:
         )
         for reuse in (False, True)
     }
+    for reuse in (False, True):
+        single["lag", reuse] = time_single_driven(
+            lag_mod.LagEstimator, reuse=reuse, repeat=args.repeat
+        )
 
     print(f"edgetwin twin estimators vs baselines, best of {args.repeat} runs per figure")
     print()
@@ -317,8 +397,9 @@ def main() -> int:
     print()
     print("single-point update through the public API (ratio: filterpy time / edgetwin time)")
     for (name, reuse), ns in single.items():
-        how = "update(v, q, out=out)" if reuse else "update(v, q)"
-        print(f"  {name:<6} {how:<24}{fmt_ns(ns):>12}   x{filterpy_ns / ns:,.1f}")
+        args_text = "y, u, qy, qu" if name == "lag" else "v, q"
+        how = f"update({args_text}, out=out)" if reuse else f"update({args_text})"
+        print(f"  {name:<6} {how:<30}{fmt_ns(ns):>12}   x{filterpy_ns / ns:,.1f}")
     print()
     ratio = filterpy_ns / trend_ns[TARGET_BATCH_N]
     latency_us = single[("trend", True)] / 1000

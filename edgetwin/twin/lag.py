@@ -91,13 +91,16 @@ on a chained good pair, else 0; ``score`` and ``nis`` are 0 unless the pair was 
 the tick, with ``ac = clip(a, 0, 0.9999)``: the one-step predictor uses theta as learnt (it
 starts from the measured ``y[t-1]`` or its clipped prediction, so it cannot diverge) and the
 clip only keeps the derived parameters finite. Outputs are always finite.
+
+``update`` returns fresh arrays, or writes into ``out`` (from ``new_output()``) so that a hot loop
+allocates nothing; inputs that already are contiguous, writable float64 / uint16 arrays of the
+right shape are used as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -116,12 +119,13 @@ from edgetwin.twin._validate import (
 )
 
 _F64 = np.dtype(np.float64)
-_U16 = np.dtype(np.uint16)
+_U8 = np.dtype(np.uint8)
+_BOOL = np.dtype(np.bool_)
+_new_tuple = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
-class LagOutput:
-    """Per-point output of one update; the arrays are fresh and safe to keep."""
+class LagOutput(NamedTuple):
+    """Per-point output of one update: fresh arrays, or the ``out`` given to ``update``."""
 
     estimate: FloatArray
     score: FloatArray
@@ -131,6 +135,24 @@ class LagOutput:
     gain: FloatArray
     tau: FloatArray
     residual: FloatArray
+
+
+def _output(block: FloatArray, flags: npt.NDArray[np.uint8]) -> LagOutput:
+    # tuple.__new__ skips the generated __new__'s argument handling (~0.3 us of a 1-point
+    # update); initialized: the kernel writes 0 or 1, viewed as bool
+    return _new_tuple(
+        LagOutput,
+        (
+            block[_k.OUT_ESTIMATE],
+            block[_k.OUT_SCORE],
+            block[_k.OUT_NIS],
+            flags[0],
+            flags[1].view(_BOOL),
+            block[_k.OUT_GAIN],
+            block[_k.OUT_TAU],
+            block[_k.OUT_RESIDUAL],
+        ),
+    )
 
 
 class LagEstimator:
@@ -150,14 +172,12 @@ class LagEstimator:
         noise_floor: npt.ArrayLike | None = None,
     ) -> None:
         self._n = positive_int("n_points", n_points, 1)
-        self._shape = (self._n,)
         self._noise_floor = as_noise_floor(noise_floor, self._n)
-        self._r_floor = self._noise_floor * self._noise_floor
         # three parameters, plus two recursive residuals for the noise
         commissioning = positive_int("commissioning", commissioning, 5)
         d = detection(threshold, cusum_k, cusum_h, alarm_on, alarm_off)
         horizon = positive_int("horizon", horizon, 10)
-        params = np.empty(_k.N_PARAM, dtype=np.float64)
+        params = np.empty(_k.N_PARAM + self._n, dtype=np.float64)
         params[_k.PARAM_COMMISSIONING] = commissioning
         params[_k.PARAM_THRESHOLD] = d.threshold
         params[_k.PARAM_CUSUM_K] = d.cusum_k
@@ -165,11 +185,16 @@ class LagEstimator:
         params[_k.PARAM_ALARM_ON] = d.alarm_on
         params[_k.PARAM_ALARM_OFF] = d.alarm_off
         params[_k.PARAM_HORIZON] = horizon
+        params[_k.N_PARAM :] = self._noise_floor * self._noise_floor  # the floor of r
         self._params = params
-        self._fs = np.zeros((_k.N_FLOAT, self._n), dtype=np.float64)
-        for row in (_k.R11, _k.R22, _k.R33):
-            self._fs[row] = _k.INFO_FLOOR
-        self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
+        self._block_shape = (_k.N_OUT, self._n)
+        self._flags_shape = (_k.N_FLAGS, self._n)
+        self._fs = np.zeros((self._n, _k.N_FLOAT), dtype=np.float64)  # point-major
+        for col in (_k.R11, _k.R22, _k.R33):
+            self._fs[:, col] = _k.INFO_FLOOR
+        self._ist = np.zeros((self._n, _k.N_INT), dtype=np.int64)
+        # outputs handed out by new_output(), by id; kept alive so an id is never reused
+        self._issued: dict[int, tuple[LagOutput, FloatArray, npt.NDArray[np.uint8]]] = {}
 
     @property
     def n_points(self) -> int:
@@ -179,12 +204,20 @@ class LagEstimator:
     @property
     def calibrated(self) -> npt.NDArray[np.bool_]:
         """Per point: whether commissioning has ended (False while the twin is still learning)."""
-        return np.asarray(self._ist[_k.CALIBRATED] == 1, dtype=np.bool_)
+        return np.asarray(self._ist[:, _k.CALIBRATED] == 1, dtype=np.bool_)
 
     @property
     def noise_floor(self) -> FloatArray:
         """Per-point floor of the measurement noise, as a standard deviation (a copy)."""
         return self._noise_floor.copy()
+
+    def new_output(self) -> LagOutput:
+        """Preallocated output for ``update(..., out=...)``; the estimator keeps a reference."""
+        block = np.zeros(self._block_shape, dtype=np.float64)
+        flags = np.zeros(self._flags_shape, dtype=np.uint8)
+        out = _output(block, flags)
+        self._issued[id(out)] = (out, block, flags)
+        return out
 
     def update(
         self,
@@ -192,53 +225,53 @@ class LagEstimator:
         inputs: npt.ArrayLike,
         quality: npt.ArrayLike,
         input_quality: npt.ArrayLike,
+        out: LagOutput | None = None,
     ) -> LagOutput:
         """Advance every point by one tick: y ``values``, u ``inputs`` and their qualities, (n,)."""
-        n = self._n
-        shape = self._shape
-        y = values if _ready(values, _F64, shape) else as_values(values, n)
-        u = inputs if _ready(inputs, _F64, shape) else _renamed(as_values, inputs, n, "inputs")
-        qy = quality if _ready(quality, _U16, shape) else as_quality(quality, n)
-        qu = (
-            input_quality
-            if _ready(input_quality, _U16, shape)
-            else _renamed(as_quality, input_quality, n, "input_quality")
-        )
-        out = np.empty((_k.N_OUT, n), dtype=np.float64)
-        alarm = np.empty(n, dtype=np.uint8)
-        initialized = np.empty(n, dtype=np.bool_)
-        _k.lag_update(
-            y, u, qy, qu, self._fs, self._ist, self._params, self._r_floor, out, alarm, initialized
-        )
-        return LagOutput(
-            out[_k.OUT_ESTIMATE],
-            out[_k.OUT_SCORE],
-            out[_k.OUT_NIS],
-            alarm,
-            initialized,
-            out[_k.OUT_GAIN],
-            out[_k.OUT_TAU],
-            out[_k.OUT_RESIDUAL],
-        )
+        if out is None:
+            block = np.empty(self._block_shape, _F64)
+            flags = np.empty(self._flags_shape, _U8)
+        else:
+            issued = self._issued.get(id(out))
+            if issued is None or issued[0] is not out:
+                raise ValueError("out must come from this estimator's new_output()")
+            _, block, flags = issued
+        # the kernel's dispatcher checks dtype, layout and writability (TypeError if not
+        # exactly float64/uint16, C-contiguous, writable) and the kernel checks the shapes
+        y: Any = values
+        u: Any = inputs
+        qy: Any = quality
+        qu: Any = input_quality
+        try:
+            fits = _k.lag_update(y, u, qy, qu, self._fs, self._ist, self._params, block, flags)
+        except TypeError:
+            n = self._n
+            fits = _k.lag_update(
+                as_values(values, n),
+                _renamed(as_values, inputs, n, "inputs"),
+                as_quality(quality, n),
+                _renamed(as_quality, input_quality, n, "input_quality"),
+                self._fs,
+                self._ist,
+                self._params,
+                block,
+                flags,
+            )
+        if not fits:
+            _misfit(values, inputs, quality, input_quality, self._n)
+        return _output(block, flags) if out is None else out
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         """Return copies of every state array, enough to resume exactly (see ``load_state``)."""
-        return state_columns(self._fs, self._ist, _k.FLOAT_FIELDS, _k.INT_FIELDS)
+        return state_columns(self._fs.T, self._ist.T, _k.FLOAT_FIELDS, _k.INT_FIELDS)
 
     def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
         """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
         fs, ist = state_tables(state, _k.FLOAT_FIELDS, _k.INT_FIELDS, self._n)
         _check_state(fs, ist)
-        self._fs = fs
-        self._ist = ist
-
-
-def _ready(arr: object, dtype: np.dtype[Any], shape: tuple[int]) -> TypeGuard[npt.NDArray[Any]]:
-    """True when ``arr`` can go to the kernel as it is (the fast path)."""
-    # carray: C-contiguous, aligned and writeable, the one layout the kernel is compiled for
-    return (
-        type(arr) is np.ndarray and arr.dtype == dtype and arr.shape == shape and arr.flags.carray
-    )
+        # point-major in the kernel: one point's fields share cache lines
+        self._fs = np.ascontiguousarray(fs.T)
+        self._ist = np.ascontiguousarray(ist.T)
 
 
 def _renamed(
@@ -253,6 +286,21 @@ def _renamed(
             if msg.startswith(old):
                 msg = name + msg[len(old) :]
         raise ValueError(msg) from exc
+
+
+def _misfit(
+    values: npt.ArrayLike,
+    inputs: npt.ArrayLike,
+    quality: npt.ArrayLike,
+    input_quality: npt.ArrayLike,
+    n: int,
+) -> NoReturn:
+    """Raise for inputs the kernel refused by their shapes: the located error where there is one."""
+    as_values(values, n)
+    _renamed(as_values, inputs, n, "inputs")
+    as_quality(quality, n)
+    _renamed(as_quality, input_quality, n, "input_quality")
+    raise ValueError("values, inputs and their qualities do not fit this estimator")
 
 
 def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:

@@ -905,6 +905,52 @@ def test_lossless_conversions_are_accepted() -> None:
     assert out.residual[1] == 0.0
 
 
+def test_reused_output_matches_fresh_outputs() -> None:
+    rng = np.random.default_rng(18)
+    y, u = system(rng, 120, 3)
+    y[50:53, 1] = np.nan
+    fresh = LagEstimator(3, commissioning=10)
+    reused = LagEstimator(3, commissioning=10)
+    out = reused.new_output()
+    for t in range(y.shape[0]):
+        want = fresh.update(y[t], u[t], good(3), good(3))
+        got = reused.update(y[t], u[t], good(3), good(3), out=out)
+        assert got is out
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(got, f), getattr(want, f))
+    assert out.initialized.dtype == np.bool_
+    for k, v in fresh.state().items():
+        np.testing.assert_array_equal(reused.state()[k], v)
+
+
+def test_out_from_elsewhere_is_rejected() -> None:
+    est, other = LagEstimator(2), LagEstimator(2)
+    before = est.state()
+    look_alike = LagOutput(*est.new_output())  # same arrays, another object
+    z = np.zeros(2)
+    for out in (other.new_output(), look_alike):
+        with pytest.raises(ValueError, match="new_output"):
+            est.update(z, z, good(2), good(2), out=out)
+    for k, v in est.state().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_strided_and_foreign_layouts_match_contiguous() -> None:
+    # the kernel takes only C-contiguous writable float64/uint16: the others are converted
+    rng = np.random.default_rng(19)
+    y, u = system(rng, 80, 3)
+    wide_y = np.repeat(y, 2, axis=1)  # every other column: strided views
+    wide_u = np.asfortranarray(np.repeat(u, 2, axis=1))
+    wide_q = np.zeros((80, 6), np.uint16)
+    fast = LagEstimator(3, commissioning=10)
+    slow = LagEstimator(3, commissioning=10)
+    for t in range(y.shape[0]):
+        a = fast.update(y[t], u[t], good(3), good(3))
+        b = slow.update(wide_y[t, ::2], wide_u[t, ::2], wide_q[t, ::2], wide_q[t, 1::2])
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
