@@ -102,6 +102,7 @@ class PointGroup:
             est.new_output() if isinstance(est := self.estimator, LevelEstimator) else None
         )
         self._trend_out = est.new_output() if isinstance(est, TrendEstimator) else None
+        self._lag_out = est.new_output() if isinstance(est, LagEstimator) else None
 
     def update(self, t: PointState, polled: npt.NDArray[np.bool_]) -> None:
         """Advance the estimator one tick; points not polled this tick are predicted only."""
@@ -133,7 +134,13 @@ class PointGroup:
         if isinstance(est, LagEstimator):
             # The input's latest value: it may be polled at another period than this point.
             assert self.inputs is not None
-            return est.update(t.value[pts], t.value[self.inputs], quality, t.quality[self.inputs])
+            return est.update(
+                t.value[pts],
+                t.value[self.inputs],
+                quality,
+                t.quality[self.inputs],
+                out=self._lag_out,
+            )
         if isinstance(est, TrendEstimator):
             return est.update(t.value[pts], quality, out=self._trend_out)
         return est.update(t.value[pts], quality, out=self._level_out)
