@@ -169,7 +169,7 @@ def twin_assets(twin: TwinStage) -> Callable[[], list[AssetView]]:
         for a in twin.assets:
             # Fields written one after the other by the twin thread: a scrape may mix two
             # ticks, as it may for points; contributions() works on one tick's array.
-            read = [
+            latest = [
                 float(t.ts[pos][seen].max())
                 for dev, _, pos in a.parts
                 if (seen := (t := twin.devices[dev]).seen[pos]).any()
@@ -180,7 +180,7 @@ def twin_assets(twin: TwinStage) -> Callable[[], list[AssetView]]:
                 a.score,
                 Alarm(a.alarm),
                 a.contributions(),
-                max(read) if read else None,
+                max(latest) if latest else None,
                 a.learning,
                 tuple(a.devices),
             )
