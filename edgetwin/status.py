@@ -294,7 +294,7 @@ def _device_lines(d: DeviceStatus, now: float) -> list[str]:
 
 
 def _asset_lines(assets: tuple[AssetStatus, ...], now: float) -> list[str]:
-    rows = [("asset", "device", "alarm", "score", "read", "top points")]
+    rows = [("asset", "devices", "alarm", "score", "read", "top points")]
     rows += [
         (
             a.name,

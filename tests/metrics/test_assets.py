@@ -102,7 +102,7 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         assert samples(fams["edgetwin_asset_learning"]) == {HYDRAULICS: 1, DRIVE: 1}
         rc, text, doc = await status_of(base)
         assert rc == EXIT_OK
-        assert "hydraulics  m       learning" in text
+        assert "hydraulics  m        learning" in text
         assert [a["learning"] for a in doc["assets"]] == [True, True]  # type: ignore[index, union-attr]
 
         for k in range(20, 100):
@@ -112,7 +112,7 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         assert samples(fams["edgetwin_asset_learning"]) == {HYDRAULICS: 0, DRIVE: 0}
         rc, text, doc = await status_of(base)
         assert (rc, doc["attention"]) == (EXIT_OK, [])
-        assert "hydraulics  m       NORMAL" in text
+        assert "hydraulics  m        NORMAL" in text
 
         k = 100
         while hydraulics.alarm != Alarm.ALARM:
@@ -145,7 +145,7 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         assert doc["assets"][0]["ts"] == k - 1
         assert doc["assets"][0]["contributions"] == hydraulics.contributions()
         assert "NEEDS ATTENTION" in text.splitlines()[0]
-        assert "hydraulics  m       ALARM" in text
+        assert "hydraulics  m        ALARM" in text
 
 
 POINTS = """

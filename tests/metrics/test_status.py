@@ -166,7 +166,7 @@ def test_render_lists_assets_with_their_top_points_largest_first() -> None:
     lines = render(s).splitlines()
     at = lines.index("Assets")
     assert lines[at - 1] == ""
-    assert lines[at + 1].split() == ["asset", "device", "alarm", "score", "read", "top", "points"]
+    assert lines[at + 1].split() == ["asset", "devices", "alarm", "score", "read", "top", "points"]
     row = lines[at + 2].split("  ")
     cells = [c.strip() for c in row if c.strip()]
     assert cells == [
