@@ -9,7 +9,11 @@ fields or fields x points) it gave up ("too many memory checks"). ``RS`` is not 
 at ``RS = CH`` the ~25 fields of a pass shared cache sets, 2x slower from 256 points per chunk.
 The persisted state is not this layout: :mod:`edgetwin.twin.trend` converts. Fields past
 ``N_FLOAT`` are internal: the floor of ``r`` (a parameter) and this tick's score and nis.
-Chunks are whole: a single point takes ~0.6 MB of address space, ~260 KB of it resident.
+Chunks are whole, so the chunk size is a compile-time choice per estimator (:func:`layout`): up
+to ``SMALL_MAX`` = 1024 points ``CH, RS`` = 64, 80, above that 2048, 2064; :func:`_make` builds
+the kernel for one, a closure over both (numba caches each as its own entry of one index). The
+helpers of the scalar pass take ``rs`` as an argument (a constant once inlined). Tables of a 1-
+or 20-point estimator: 23 KB (25-26 KB resident; 2048-point chunks: 597 KB, 270-530 KB).
 Scalar parameters arrive packed in one float64 array (``PARAM_*``) to keep the call cheap;
 outputs are rows (estimate, rate, score, nis) x points. The semantics are documented in
 :mod:`edgetwin.twin.trend`.
@@ -30,12 +34,15 @@ noise-update tick 8.5 and the block tick 16 (the scalar pass for every point). `
 4096 no gain. Rejected: the single scalar loop with reads hoisted and the alarm step inlined
 (3-4 % faster); two scalar passes, a common path that includes the periodic learning then a
 scalar one, point-major or fields x points (8-18 % slower: no vectorisation); software
-prefetch of the next chunk (no gain); ``fastmath`` contraction (not bit-identical).
+prefetch of the next chunk (no gain); ``fastmath`` contraction (not bit-identical). 64-point
+chunks run as fast as 2048 up to ~1000 points (1 point 820 ns per call, 20: 49 ns per point,
+100: 14, 512: 6.5) and lose from ~1500 (5 %; 10 000: 7.6-8.7, 100 000: 25).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -135,8 +142,11 @@ PARAM_ALARM_ON = 5
 PARAM_ALARM_OFF = 6
 N_PARAMS = 7
 
-CH = 2048  # points per chunk
-RS = CH + 16  # slots per field and chunk: the field stride, not a power of two
+CH = 2048  # points per chunk of the large variant
+RS = CH + 16  # its slots per field and chunk: the field stride, not a power of two
+SMALL_CH = 64  # points per chunk of the small variant
+SMALL_RS = SMALL_CH + 16
+SMALL_MAX = 1024  # estimators of up to this many points take the small variant
 
 R_FLOOR_ABS = 1e-12
 R_FLOOR_REL = 1e-6
@@ -182,73 +192,80 @@ def _sqrt_weight(n: int) -> float:
 
 
 @_inline
-def _split_differences(fs: npt.NDArray[np.float64], j: int) -> tuple[float, float]:
+def _split_differences(fs: npt.NDArray[np.float64], j: int, rs: int) -> tuple[float, float]:
     """(r, q_level) from the lag-1 pair statistics of first differences, before margins."""
-    dv = fs[j + RS * DV]
-    r = min(max(-fs[j + RS * C1], 0.0), 0.5 * dv)
+    dv = fs[j + rs * DV]
+    r = min(max(-fs[j + rs * C1], 0.0), 0.5 * dv)
     return r, dv - 2.0 * r
 
 
 @_inline
-def _set_noise(
-    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], j: int, ji: int, r_floor: float
+def _set_noise(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    fs: npt.NDArray[np.float64],
+    ist: npt.NDArray[np.int64],
+    j: int,
+    ji: int,
+    r_floor: float,
+    rs: int,
 ) -> None:
     """r and q_level from the pair statistics (or the line fit), floored; q_rate's floor."""
-    pn = ist[ji + RS * PN]
+    pn = ist[ji + rs * PN]
     if pn >= 2:
-        r, ql0 = _split_differences(fs, j)
-        ql = ql0 + QL_MARGIN * fs[j + RS * DV] * _sqrt_weight(pn)
+        r, ql0 = _split_differences(fs, j, rs)
+        ql = ql0 + QL_MARGIN * fs[j + rs * DV] * _sqrt_weight(pn)
     else:
         # too few consecutive samples to split the spread: call it all measurement noise
-        vt = fs[j + RS * VT]
+        vt = fs[j + rs * VT]
         r = (
-            fs[j + RS * VZ] - fs[j + RS * CTZ] * fs[j + RS * CTZ] / vt
+            fs[j + rs * VZ] - fs[j + rs * CTZ] * fs[j + rs * CTZ] / vt
             if vt > 0.0
-            else fs[j + RS * VZ]
+            else fs[j + rs * VZ]
         )
         ql0 = ql = 0.0
-    r = max(r, R_FLOOR_ABS, (R_FLOOR_REL * fs[j + RS * MZ]) ** 2, r_floor)
+    r = max(r, R_FLOOR_ABS, (R_FLOOR_REL * fs[j + rs * MZ]) ** 2, r_floor)
     ql = max(ql, QL_FLOOR_FRAC * r)
-    fs[j + RS * R] = r
-    fs[j + RS * QL] = ql
-    if ist[ji + RS * BLN] < 2:
+    fs[j + rs * R] = r
+    fs[j + rs * QL] = ql
+    if ist[ji + rs * BLN] < 2:
         # no block statistic yet: a prior from r and q_level (without its margin, which is
         # large early on; curvature inflates q_level, so smooth data gets a larger prior)
-        fs[j + RS * QRE] = PRIOR_R * r + PRIOR_L * ql0
-    fs[j + RS * QR] = max(fs[j + RS * QRE], QR_FLOOR_FRAC * r)
+        fs[j + rs * QRE] = PRIOR_R * r + PRIOR_L * ql0
+    fs[j + rs * QR] = max(fs[j + rs * QRE], QR_FLOOR_FRAC * r)
 
 
 @_inline
-def _block_done(fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], j: int, ji: int) -> None:
+def _block_done(
+    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], j: int, ji: int, rs: int
+) -> None:
     """A block of the run is complete: learn from its mean, update q_rate, shift the means."""
-    mean = fs[j + RS * BSUM] * INV_BLOCK
-    if ist[ji + RS * RUN] >= 3 * BLOCK:
-        f = mean - 2.0 * fs[j + RS * BM1] + fs[j + RS * BM2]
-        bn = ist[ji + RS * BLN] + 1
-        ist[ji + RS * BLN] = bn
-        hv = fs[j + RS * HV] + _weight(bn) * (f * f - fs[j + RS * HV])
-        fs[j + RS * HV] = hv
+    mean = fs[j + rs * BSUM] * INV_BLOCK
+    if ist[ji + rs * RUN] >= 3 * BLOCK:
+        f = mean - 2.0 * fs[j + rs * BM1] + fs[j + rs * BM2]
+        bn = ist[ji + rs * BLN] + 1
+        ist[ji + rs * BLN] = bn
+        hv = fs[j + rs * HV] + _weight(bn) * (f * f - fs[j + rs * HV])
+        fs[j + rs * HV] = hv
         if bn >= 2:
-            r, ql = _split_differences(fs, j)
+            r, ql = _split_differences(fs, j, rs)
             qr = (max(hv - W_R * r - W_L * ql, 0.0) + QR_MARGIN * hv * _sqrt_weight(bn)) * INV_W_Q
-            fs[j + RS * QRE] = qr
-            fs[j + RS * QR] = max(qr, QR_FLOOR_FRAC * fs[j + RS * R])
-    fs[j + RS * BM2] = fs[j + RS * BM1]
-    fs[j + RS * BM1] = mean
+            fs[j + rs * QRE] = qr
+            fs[j + rs * QR] = max(qr, QR_FLOOR_FRAC * fs[j + rs * R])
+    fs[j + rs * BM2] = fs[j + rs * BM1]
+    fs[j + rs * BM1] = mean
 
 
 @_jit
-def _extend_block(
-    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], j: int, ji: int, z: float
+def _extend_block(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    fs: npt.NDArray[np.float64], ist: npt.NDArray[np.int64], j: int, ji: int, z: float, rs: int
 ) -> None:
     """Count ``z`` into the run (already extended with it) and its current block."""
-    fill = ist[ji + RS * RUN] % BLOCK
+    fill = ist[ji + rs * RUN] % BLOCK
     if fill == 1:
-        fs[j + RS * BSUM] = z
+        fs[j + rs * BSUM] = z
     else:
-        fs[j + RS * BSUM] += z
+        fs[j + rs * BSUM] += z
         if fill == 0:
-            _block_done(fs, ist, j, ji)
+            _block_done(fs, ist, j, ji, rs)
 
 
 @_jit
@@ -260,61 +277,62 @@ def _commission(  # noqa: PLR0917 - numba takes no keyword-only arguments
     z: float,
     commissioning: int,
     r_floor: float,
+    rs: int,
 ) -> None:
-    n = ist[ji + RS * N_GOOD] + 1
-    ist[ji + RS * N_GOOD] = n
+    n = ist[ji + rs * N_GOOD] + 1
+    ist[ji + rs * N_GOOD] = n
     w = 1.0 / n
-    dt = fs[j + RS * TICK] - fs[j + RS * MT]
-    dz = z - fs[j + RS * MZ]
-    fs[j + RS * MT] += w * dt
-    fs[j + RS * MZ] += w * dz
-    fs[j + RS * VT] = (1.0 - w) * (fs[j + RS * VT] + w * dt * dt)
-    fs[j + RS * VZ] = (1.0 - w) * (fs[j + RS * VZ] + w * dz * dz)
-    fs[j + RS * CTZ] = (1.0 - w) * (fs[j + RS * CTZ] + w * dt * dz)
+    dt = fs[j + rs * TICK] - fs[j + rs * MT]
+    dz = z - fs[j + rs * MZ]
+    fs[j + rs * MT] += w * dt
+    fs[j + rs * MZ] += w * dz
+    fs[j + rs * VT] = (1.0 - w) * (fs[j + rs * VT] + w * dt * dt)
+    fs[j + rs * VZ] = (1.0 - w) * (fs[j + rs * VZ] + w * dz * dz)
+    fs[j + rs * CTZ] = (1.0 - w) * (fs[j + rs * CTZ] + w * dt * dz)
     # differences: running (Welford) means, variance and lag-1 covariance
-    run = ist[ji + RS * RUN]
+    run = ist[ji + rs * RUN]
     if run >= 1:
-        d = z - fs[j + RS * LAST]
+        d = z - fs[j + rs * LAST]
         if run >= 2:
-            pn = ist[ji + RS * PN] + 1
-            ist[ji + RS * PN] = pn
+            pn = ist[ji + rs * PN] + 1
+            ist[ji + rs * PN] = pn
             wp = _weight(pn)
-            da = fs[j + RS * DPREV] - fs[j + RS * PM]
-            fs[j + RS * PM] += wp * da
-            db = d - fs[j + RS * DM]
-            fs[j + RS * DM] += wp * db
-            fs[j + RS * DV] = (1.0 - wp) * (fs[j + RS * DV] + wp * db * db)
-            fs[j + RS * C1] = (1.0 - wp) * fs[j + RS * C1] + wp * da * (d - fs[j + RS * DM])
-        fs[j + RS * DPREV] = d
-    fs[j + RS * LAST] = z
-    ist[ji + RS * RUN] = run + 1
-    _extend_block(fs, ist, j, ji, z)
-    _fit_line(fs, j)
+            da = fs[j + rs * DPREV] - fs[j + rs * PM]
+            fs[j + rs * PM] += wp * da
+            db = d - fs[j + rs * DM]
+            fs[j + rs * DM] += wp * db
+            fs[j + rs * DV] = (1.0 - wp) * (fs[j + rs * DV] + wp * db * db)
+            fs[j + rs * C1] = (1.0 - wp) * fs[j + rs * C1] + wp * da * (d - fs[j + rs * DM])
+        fs[j + rs * DPREV] = d
+    fs[j + rs * LAST] = z
+    ist[ji + rs * RUN] = run + 1
+    _extend_block(fs, ist, j, ji, z, rs)
+    _fit_line(fs, j, rs)
     if n >= commissioning:
-        _set_noise(fs, ist, j, ji, r_floor)
+        _set_noise(fs, ist, j, ji, r_floor, rs)
         # covariance of the least-squares line at this tick, with sigma^2 >= r
-        vt = fs[j + RS * VT]
-        sigma2 = max(fs[j + RS * VZ] - fs[j + RS * CTZ] * fs[j + RS * CTZ] / vt, fs[j + RS * R])
+        vt = fs[j + rs * VT]
+        sigma2 = max(fs[j + rs * VZ] - fs[j + rs * CTZ] * fs[j + rs * CTZ] / vt, fs[j + rs * R])
         sxx = n * vt
-        dt = fs[j + RS * TICK] - fs[j + RS * MT]
-        fs[j + RS * PLL] = sigma2 * (1.0 / n + dt * dt / sxx)
-        fs[j + RS * PLR] = sigma2 * dt / sxx
-        fs[j + RS * PRR] = sigma2 / sxx
-        fs[j + RS * DPREV] -= fs[j + RS * XR]  # from now on differences are centred on the rate
-        fs[j + RS * CP] = 0.0
-        fs[j + RS * CM] = 0.0
-        ist[ji + RS * ALARM] = NORMAL
-        ist[ji + RS * STREAK] = 0
-        ist[ji + RS * CALIBRATED] = 1
+        dt = fs[j + rs * TICK] - fs[j + rs * MT]
+        fs[j + rs * PLL] = sigma2 * (1.0 / n + dt * dt / sxx)
+        fs[j + rs * PLR] = sigma2 * dt / sxx
+        fs[j + rs * PRR] = sigma2 / sxx
+        fs[j + rs * DPREV] -= fs[j + rs * XR]  # from now on differences are centred on the rate
+        fs[j + rs * CP] = 0.0
+        fs[j + rs * CM] = 0.0
+        ist[ji + rs * ALARM] = NORMAL
+        ist[ji + rs * STREAK] = 0
+        ist[ji + rs * CALIBRATED] = 1
 
 
 @_jit
-def _fit_line(fs: npt.NDArray[np.float64], j: int) -> None:
+def _fit_line(fs: npt.NDArray[np.float64], j: int, rs: int) -> None:
     """Level (at the current tick) and rate of the commissioning samples' least-squares line."""
-    vt = fs[j + RS * VT]
-    slope = fs[j + RS * CTZ] / vt if vt > 0.0 else 0.0
-    fs[j + RS * XR] = slope
-    fs[j + RS * XL] = fs[j + RS * MZ] + slope * (fs[j + RS * TICK] - fs[j + RS * MT])
+    vt = fs[j + rs * VT]
+    slope = fs[j + rs * CTZ] / vt if vt > 0.0 else 0.0
+    fs[j + rs * XR] = slope
+    fs[j + rs * XL] = fs[j + rs * MZ] + slope * (fs[j + rs * TICK] - fs[j + rs * MT])
 
 
 @_jit
@@ -327,16 +345,17 @@ def _not_calibrated(  # noqa: PLR0917 - numba takes no keyword-only arguments
     good: bool,
     commissioning: int,
     r_floor: float,
+    rs: int,
 ) -> None:
-    started = ist[ji + RS * N_GOOD] > 0
+    started = ist[ji + rs * N_GOOD] > 0
     if started:
-        fs[j + RS * TICK] += 1.0
+        fs[j + rs * TICK] += 1.0
     if good:
-        _commission(fs, ist, j, ji, z, commissioning, r_floor)
+        _commission(fs, ist, j, ji, z, commissioning, r_floor, rs)
     else:
-        ist[ji + RS * RUN] = 0
+        ist[ji + rs * RUN] = 0
         if started:
-            _fit_line(fs, j)
+            _fit_line(fs, j, rs)
 
 
 @_jit
@@ -348,41 +367,42 @@ def _step(  # noqa: PLR0915, PLR0917 - one path per case; no keyword-only args i
     z: float,
     good: bool,
     params: npt.NDArray[np.float64],
+    rs: int,
 ) -> None:
     """Advance one point by one tick on any path; its score and nis go to SCORE and NIS.
 
     ``j`` and ``ji``: the point's slot in the first field of ``fs`` and of ``ist``.
     """
-    r_floor = fs[j + RS * RFLOOR]
-    fs[j + RS * SCORE] = 0.0
-    fs[j + RS * NIS] = 0.0
-    if ist[ji + RS * CALIBRATED] != 1:
-        _not_calibrated(fs, ist, j, ji, z, good, int(params[PARAM_COMMISSIONING]), r_floor)
+    r_floor = fs[j + rs * RFLOOR]
+    fs[j + rs * SCORE] = 0.0
+    fs[j + rs * NIS] = 0.0
+    if ist[ji + rs * CALIBRATED] != 1:
+        _not_calibrated(fs, ist, j, ji, z, good, int(params[PARAM_COMMISSIONING]), r_floor, rs)
         return
     # predict
-    xr = fs[j + RS * XR]
-    xl = fs[j + RS * XL] + xr
-    plr = fs[j + RS * PLR]
-    prr = fs[j + RS * PRR]
-    pll = fs[j + RS * PLL] + 2.0 * plr + prr + fs[j + RS * QL]
+    xr = fs[j + rs * XR]
+    xl = fs[j + rs * XL] + xr
+    plr = fs[j + rs * PLR]
+    prr = fs[j + rs * PRR]
+    pll = fs[j + rs * PLL] + 2.0 * plr + prr + fs[j + rs * QL]
     plr += prr
-    prr += fs[j + RS * QR]
+    prr += fs[j + rs * QR]
     if not good:
-        ist[ji + RS * RUN] = 0
-        fs[j + RS * XL] = xl
-        fs[j + RS * PLL] = pll
-        fs[j + RS * PLR] = plr
-        fs[j + RS * PRR] = prr
+        ist[ji + rs * RUN] = 0
+        fs[j + rs * XL] = xl
+        fs[j + rs * PLL] = pll
+        fs[j + rs * PLR] = plr
+        fs[j + rs * PRR] = prr
         return
     # update
     threshold = params[PARAM_THRESHOLD]
-    r = fs[j + RS * R]
+    r = fs[j + rs * R]
     s = pll + r
     s_inv = 1.0 / s
     root = math.sqrt(s)
     nu = z - xl
     nis = nu * nu * s_inv
-    learn = ist[ji + RS * ALARM] != ALARMED and (nis <= threshold or ist[ji + RS * STREAK] == 0)
+    learn = ist[ji + rs * ALARM] != ALARMED and (nis <= threshold or ist[ji + rs * STREAK] == 0)
     if nis > threshold and learn:
         # the first sample beyond the NIS bound may be a spike: winsorized onto the bound
         # for the update, learning and CUSUM, it neither drags the state nor starts a run
@@ -392,187 +412,216 @@ def _step(  # noqa: PLR0915, PLR0917 - one path per case; no keyword-only args i
     xl_new = xl + pll * s_inv * nu
     xr_new = xr + k_r * nu
     keep = r * s_inv  # 1 - gain of the level
-    fs[j + RS * XL] = xl_new
-    fs[j + RS * XR] = xr_new
-    fs[j + RS * PLL] = pll * keep
-    fs[j + RS * PLR] = plr * keep
-    fs[j + RS * PRR] = prr - k_r * plr
+    fs[j + rs * XL] = xl_new
+    fs[j + rs * XR] = xr_new
+    fs[j + rs * PLL] = pll * keep
+    fs[j + rs * PLR] = plr * keep
+    fs[j + rs * PRR] = prr - k_r * plr
     # learn: first differences centred on the predicted rate, and blocks
     if learn:
-        run = ist[ji + RS * RUN]
+        run = ist[ji + rs * RUN]
         if run >= 1:
-            d = z - fs[j + RS * LAST] - xr
+            d = z - fs[j + rs * LAST] - xr
             if run >= 2:
-                pn = ist[ji + RS * PN] + 1
-                ist[ji + RS * PN] = pn
+                pn = ist[ji + rs * PN] + 1
+                ist[ji + rs * PN] = pn
                 w = _weight(pn)
-                fs[j + RS * DV] += w * (d * d - fs[j + RS * DV])
-                fs[j + RS * C1] += w * (d * fs[j + RS * DPREV] - fs[j + RS * C1])
+                fs[j + rs * DV] += w * (d * d - fs[j + rs * DV])
+                fs[j + rs * C1] += w * (d * fs[j + rs * DPREV] - fs[j + rs * C1])
                 if pn % NOISE_EVERY == 0:
-                    _set_noise(fs, ist, j, ji, r_floor)
-            fs[j + RS * DPREV] = d
-        fs[j + RS * LAST] = z
-        ist[ji + RS * RUN] = run + 1
-        _extend_block(fs, ist, j, ji, z)
+                    _set_noise(fs, ist, j, ji, r_floor, rs)
+            fs[j + rs * DPREV] = d
+        fs[j + rs * LAST] = z
+        ist[ji + rs * RUN] = run + 1
+        _extend_block(fs, ist, j, ji, z, rs)
     else:
-        ist[ji + RS * RUN] = 0
+        ist[ji + rs * RUN] = 0
     # detect
     u = nu * s_inv * root * params[PARAM_INV_H]
     k_over_h = params[PARAM_K_OVER_H]
-    cp = cusum(fs[j + RS * CP], u, k_over_h, 1.0)
-    cm = cusum(fs[j + RS * CM], -u, k_over_h, 1.0)
+    cp = cusum(fs[j + rs * CP], u, k_over_h, 1.0)
+    cm = cusum(fs[j + rs * CM], -u, k_over_h, 1.0)
     score = max(nis * params[PARAM_INV_THRESHOLD], cp, cm)
     alarm_on = int(params[PARAM_ALARM_ON])
     alarm_off = int(params[PARAM_ALARM_OFF])
-    base = ji - ji % RS
-    rows = ist[base : base + RS * N_INT].reshape((N_INT, RS))
+    base = ji - ji % rs
+    rows = ist[base : base + rs * N_INT].reshape((N_INT, rs))
     if alarm_step(rows, ALARM, STREAK, ji - base, score, alarm_on, alarm_off):
         cp = 0.0
         cm = 0.0
-    fs[j + RS * CP] = cp
-    fs[j + RS * CM] = cm
-    fs[j + RS * SCORE] = score
-    fs[j + RS * NIS] = nis
+    fs[j + rs * CP] = cp
+    fs[j + rs * CM] = cm
+    fs[j + rs * SCORE] = score
+    fs[j + rs * NIS] = nis
 
 
 _SIGNATURE = "b1(f8[::1], u2[::1], f8[::1], i8[::1], f8[::1], f8[:, ::1], u1[::1], b1[::1])"
 
 
-# Compiled eagerly for exactly these types: a call with other types raises TypeError instead of
-# compiling a variant, so the estimator can hand its inputs over unchecked and convert on error.
-@numba.njit(_SIGNATURE, cache=True, nogil=True, error_model="numpy")
-def trend_update(  # noqa: PLR0915, PLR0917 - no keyword-only args in numba
-    values: npt.NDArray[np.float64],
-    quality: npt.NDArray[np.uint16],
-    fs: npt.NDArray[np.float64],
-    ist: npt.NDArray[np.int64],
-    params: npt.NDArray[np.float64],
-    out: npt.NDArray[np.float64],
-    out_alarm: npt.NDArray[np.uint8],
-    out_initialized: npt.NDArray[np.bool_],
-) -> bool:
-    """Advance every point by one tick (``out`` rows: estimate, rate, score, nis).
+def _make(ch: int, rs: int) -> Any:  # noqa: PLR0915 - the kernel's statements
+    """The kernel for chunks of ``ch`` points of ``rs`` slots per field, both compile-time.
 
-    Returns False, having changed nothing, when the array shapes do not fit together.
+    Compiled eagerly for exactly these types: a call with other types raises TypeError instead of
+    compiling a variant, so the estimator can hand its inputs over unchecked and convert on error.
     """
-    n = values.shape[0]
-    chunks = (n + CH - 1) // CH
-    if (
-        quality.shape[0] != n
-        or fs.shape[0] != chunks * RS * N_FLOAT_INTERNAL
-        or ist.shape[0] != chunks * RS * N_INT
-        or out.shape[0] != 4
-        or out.shape[1] != n
-        or out_alarm.shape[0] != n
-        or out_initialized.shape[0] != n
-        or params.shape[0] != N_PARAMS
-    ):
-        return False
-    threshold = params[PARAM_THRESHOLD]
-    inv_threshold = params[PARAM_INV_THRESHOLD]
-    k_over_h = params[PARAM_K_OVER_H]
-    inv_h = params[PARAM_INV_H]
-    for c in range(chunks):
-        i0 = c * CH
-        m = min(CH, n - i0)
-        b = c * (RS * N_FLOAT_INTERNAL)
-        bi = c * (RS * N_INT)
-        todo = 0  # points left, or taken on a tick with periodic learning
-        for k in range(m):  # the common path, branch-free so that it vectorises
-            z = values[i0 + k]
-            j = b + k
-            ji = bi + k
-            good = (quality[i0 + k] == 0) & (abs(z) <= MAX_ABS)
-            run0 = ist[ji + RS * RUN]
-            pn0 = ist[ji + RS * PN]
-            alarm0 = ist[ji + RS * ALARM]
-            streak0 = ist[ji + RS * STREAK]
-            xr = fs[j + RS * XR]
-            xl0 = fs[j + RS * XL]
-            xl = xl0 + xr
-            pll0 = fs[j + RS * PLL]
-            plr0 = fs[j + RS * PLR]
-            prr0 = fs[j + RS * PRR]
-            pll = pll0 + 2.0 * plr0 + prr0 + fs[j + RS * QL]
-            plr = plr0 + prr0
-            prr = prr0 + fs[j + RS * QR]
-            r = fs[j + RS * R]
-            s = pll + r
-            s_inv = 1.0 / s
-            root = math.sqrt(s)
-            nu = z - xl
-            nis = nu * nu * s_inv
-            u = nu * s_inv * root * inv_h
-            cp0 = fs[j + RS * CP]
-            cm0 = fs[j + RS * CM]
-            cp = cusum(cp0, u, k_over_h, 1.0)
-            cm = cusum(cm0, -u, k_over_h, 1.0)
-            score = max(nis * inv_threshold, cp, cm)
-            ok = (
-                good
-                & (ist[ji + RS * CALIBRATED] == 1)
-                & (alarm0 != ALARMED)
-                & (run0 >= 2)
-                & (nis <= threshold)
-                & (score < 1.0)
-            )
-            k_r = plr * s_inv
-            keep = r * s_inv
-            fs[j + RS * XL] = xl + pll * s_inv * nu if ok else xl0
-            fs[j + RS * XR] = xr + k_r * nu if ok else xr
-            fs[j + RS * PLL] = pll * keep if ok else pll0
-            fs[j + RS * PLR] = plr * keep if ok else plr0
-            fs[j + RS * PRR] = prr - k_r * plr if ok else prr0
-            last = fs[j + RS * LAST]
-            d = z - last - xr
-            pn = pn0 + 1
-            w = _weight(pn)
-            dv = fs[j + RS * DV]
-            c1 = fs[j + RS * C1]
-            dprev = fs[j + RS * DPREV]
-            fs[j + RS * DV] = dv + w * (d * d - dv) if ok else dv
-            fs[j + RS * C1] = c1 + w * (d * dprev - c1) if ok else c1
-            fs[j + RS * DPREV] = d if ok else dprev
-            fs[j + RS * LAST] = z if ok else last
-            run = run0 + 1
-            fill = run % BLOCK
-            bsum = fs[j + RS * BSUM]
-            fs[j + RS * BSUM] = (z if fill == 1 else bsum + z) if ok else bsum
-            fs[j + RS * CP] = cp if ok else cp0
-            fs[j + RS * CM] = cm if ok else cm0
-            fs[j + RS * SCORE] = score
-            fs[j + RS * NIS] = nis if ok else -1.0
-            ist[ji + RS * RUN] = run if ok else run0
-            ist[ji + RS * PN] = pn if ok else pn0
-            ist[ji + RS * STREAK] = 0 if ok else streak0
-            alarm = WARNING if score >= WARN_LEVEL else NORMAL
-            ist[ji + RS * ALARM] = alarm if ok else alarm0
-            periodic = (pn % NOISE_EVERY == 0) | (fill == 0)
-            todo += (not ok) | periodic
-        if todo:  # the points left, and the periodic learning of those taken
-            for k in range(m):
+
+    def trend_update(  # noqa: PLR0915, PLR0917 - no keyword-only args in numba
+        values: npt.NDArray[np.float64],
+        quality: npt.NDArray[np.uint16],
+        fs: npt.NDArray[np.float64],
+        ist: npt.NDArray[np.int64],
+        params: npt.NDArray[np.float64],
+        out: npt.NDArray[np.float64],
+        out_alarm: npt.NDArray[np.uint8],
+        out_initialized: npt.NDArray[np.bool_],
+    ) -> bool:
+        """Advance every point by one tick (``out`` rows: estimate, rate, score, nis).
+
+        Returns False, having changed nothing, when the array shapes do not fit together.
+        """
+        n = values.shape[0]
+        chunks = (n + ch - 1) // ch
+        if (
+            quality.shape[0] != n
+            or fs.shape[0] != chunks * rs * N_FLOAT_INTERNAL
+            or ist.shape[0] != chunks * rs * N_INT
+            or out.shape[0] != 4
+            or out.shape[1] != n
+            or out_alarm.shape[0] != n
+            or out_initialized.shape[0] != n
+            or params.shape[0] != N_PARAMS
+        ):
+            return False
+        threshold = params[PARAM_THRESHOLD]
+        inv_threshold = params[PARAM_INV_THRESHOLD]
+        k_over_h = params[PARAM_K_OVER_H]
+        inv_h = params[PARAM_INV_H]
+        for c in range(chunks):
+            i0 = c * ch
+            m = min(ch, n - i0)
+            b = c * (rs * N_FLOAT_INTERNAL)
+            bi = c * (rs * N_INT)
+            todo = 0  # points left, or taken on a tick with periodic learning
+            for k in range(m):  # the common path, branch-free so that it vectorises
+                z = values[i0 + k]
                 j = b + k
                 ji = bi + k
-                if fs[j + RS * NIS] < 0.0:
-                    z = values[i0 + k]
-                    good = quality[i0 + k] == 0 and abs(z) <= MAX_ABS
-                    _step(fs, ist, j, ji, z, good, params)
-                else:
-                    if ist[ji + RS * PN] % NOISE_EVERY == 0:
-                        _set_noise(fs, ist, j, ji, fs[j + RS * RFLOOR])
-                    if ist[ji + RS * RUN] % BLOCK == 0:
-                        _block_done(fs, ist, j, ji)
-        for k in range(m):  # one loop per output row: each vectorises
-            out[0, i0 + k] = fs[b + k + RS * XL]
-        for k in range(m):
-            out[1, i0 + k] = fs[b + k + RS * XR]
-        for k in range(m):
-            out[2, i0 + k] = fs[b + k + RS * SCORE]
-        for k in range(m):
-            out[3, i0 + k] = fs[b + k + RS * NIS]
-        for k in range(m):
-            out_alarm[i0 + k] = ist[bi + k + RS * ALARM]
-        for k in range(m):
-            ji = bi + k
-            out_initialized[i0 + k] = (ist[ji + RS * CALIBRATED] == 1) | (ist[ji + RS * N_GOOD] > 0)
-    return True
+                good = (quality[i0 + k] == 0) & (abs(z) <= MAX_ABS)
+                run0 = ist[ji + rs * RUN]
+                pn0 = ist[ji + rs * PN]
+                alarm0 = ist[ji + rs * ALARM]
+                streak0 = ist[ji + rs * STREAK]
+                xr = fs[j + rs * XR]
+                xl0 = fs[j + rs * XL]
+                xl = xl0 + xr
+                pll0 = fs[j + rs * PLL]
+                plr0 = fs[j + rs * PLR]
+                prr0 = fs[j + rs * PRR]
+                pll = pll0 + 2.0 * plr0 + prr0 + fs[j + rs * QL]
+                plr = plr0 + prr0
+                prr = prr0 + fs[j + rs * QR]
+                r = fs[j + rs * R]
+                s = pll + r
+                s_inv = 1.0 / s
+                root = math.sqrt(s)
+                nu = z - xl
+                nis = nu * nu * s_inv
+                u = nu * s_inv * root * inv_h
+                cp0 = fs[j + rs * CP]
+                cm0 = fs[j + rs * CM]
+                cp = cusum(cp0, u, k_over_h, 1.0)
+                cm = cusum(cm0, -u, k_over_h, 1.0)
+                score = max(nis * inv_threshold, cp, cm)
+                ok = (
+                    good
+                    & (ist[ji + rs * CALIBRATED] == 1)
+                    & (alarm0 != ALARMED)
+                    & (run0 >= 2)
+                    & (nis <= threshold)
+                    & (score < 1.0)
+                )
+                k_r = plr * s_inv
+                keep = r * s_inv
+                fs[j + rs * XL] = xl + pll * s_inv * nu if ok else xl0
+                fs[j + rs * XR] = xr + k_r * nu if ok else xr
+                fs[j + rs * PLL] = pll * keep if ok else pll0
+                fs[j + rs * PLR] = plr * keep if ok else plr0
+                fs[j + rs * PRR] = prr - k_r * plr if ok else prr0
+                last = fs[j + rs * LAST]
+                d = z - last - xr
+                pn = pn0 + 1
+                w = _weight(pn)
+                dv = fs[j + rs * DV]
+                c1 = fs[j + rs * C1]
+                dprev = fs[j + rs * DPREV]
+                fs[j + rs * DV] = dv + w * (d * d - dv) if ok else dv
+                fs[j + rs * C1] = c1 + w * (d * dprev - c1) if ok else c1
+                fs[j + rs * DPREV] = d if ok else dprev
+                fs[j + rs * LAST] = z if ok else last
+                run = run0 + 1
+                fill = run % BLOCK
+                bsum = fs[j + rs * BSUM]
+                fs[j + rs * BSUM] = (z if fill == 1 else bsum + z) if ok else bsum
+                fs[j + rs * CP] = cp if ok else cp0
+                fs[j + rs * CM] = cm if ok else cm0
+                fs[j + rs * SCORE] = score
+                fs[j + rs * NIS] = nis if ok else -1.0
+                ist[ji + rs * RUN] = run if ok else run0
+                ist[ji + rs * PN] = pn if ok else pn0
+                ist[ji + rs * STREAK] = 0 if ok else streak0
+                alarm = WARNING if score >= WARN_LEVEL else NORMAL
+                ist[ji + rs * ALARM] = alarm if ok else alarm0
+                periodic = (pn % NOISE_EVERY == 0) | (fill == 0)
+                todo += (not ok) | periodic
+            if todo:  # the points left, and the periodic learning of those taken
+                for k in range(m):
+                    j = b + k
+                    ji = bi + k
+                    if fs[j + rs * NIS] < 0.0:
+                        z = values[i0 + k]
+                        good = quality[i0 + k] == 0 and abs(z) <= MAX_ABS
+                        _step(fs, ist, j, ji, z, good, params, rs)
+                    else:
+                        if ist[ji + rs * PN] % NOISE_EVERY == 0:
+                            _set_noise(fs, ist, j, ji, fs[j + rs * RFLOOR], rs)
+                        if ist[ji + rs * RUN] % BLOCK == 0:
+                            _block_done(fs, ist, j, ji, rs)
+            for k in range(m):  # one loop per output row: each vectorises
+                out[0, i0 + k] = fs[b + k + rs * XL]
+            for k in range(m):
+                out[1, i0 + k] = fs[b + k + rs * XR]
+            for k in range(m):
+                out[2, i0 + k] = fs[b + k + rs * SCORE]
+            for k in range(m):
+                out[3, i0 + k] = fs[b + k + rs * NIS]
+            for k in range(m):
+                out_alarm[i0 + k] = ist[bi + k + rs * ALARM]
+            for k in range(m):
+                ji = bi + k
+                out_initialized[i0 + k] = (ist[ji + rs * CALIBRATED] == 1) | (
+                    ist[ji + rs * N_GOOD] > 0
+                )
+        return True
+
+    # one cache index for both variants (the constants ``ch``, ``rs`` are in the key)
+    trend_update.__qualname__ = "trend_update"
+    return numba.njit(_SIGNATURE, cache=True, nogil=True, error_model="numpy")(trend_update)
+
+
+_KERNELS: dict[int, Any] = {}
+
+
+def layout(n_points: int) -> tuple[int, int]:
+    """(points per chunk, slots per field and chunk) of the variant for ``n_points`` points."""
+    return (SMALL_CH, SMALL_RS) if n_points <= SMALL_MAX else (CH, RS)
+
+
+def kernel(ch: int) -> Any:
+    """The kernel of the variant with ``ch`` points per chunk, built (or loaded) on first use."""
+    update = _KERNELS.get(ch)
+    if update is None:
+        update = _KERNELS[ch] = _make(ch, RS if ch == CH else SMALL_RS)
+    return update
+
+
+trend_update = kernel(CH)

@@ -156,7 +156,10 @@ class TrendEstimator:
         params[_k.PARAM_ALARM_OFF] = d.alarm_off
         self._params = params
         self._block_shape = (4, self._n)
-        self._chunks = -(-self._n // _k.CH)
+        # chunk layout: small chunks for small estimators (see the kernel's module docstring)
+        self._ch, self._rs = _k.layout(self._n)
+        self._kernel = _k.kernel(self._ch)
+        self._chunks = -(-self._n // self._ch)
         self._fs, self._ist = self._new_tables()
         # outputs handed out by new_output(), by id; kept alive so an id is never reused
         self._issued: dict[int, tuple[TrendOutput, FloatArray]] = {}
@@ -210,11 +213,11 @@ class TrendEstimator:
         z: Any = values
         qual: Any = quality
         try:
-            fits = _k.trend_update(
+            fits = self._kernel(
                 z, qual, self._fs, self._ist, self._params, block, alarm, initialized
             )
         except TypeError:
-            fits = _k.trend_update(
+            fits = self._kernel(
                 as_values(values, self._n),
                 as_quality(quality, self._n),
                 self._fs,
@@ -245,8 +248,8 @@ class TrendEstimator:
         self, fs: FloatArray | None = None, ist: npt.NDArray[np.int64] | None = None
     ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
         """The kernel's flat, chunked tables from rows (fields) x points; zeros if None."""
-        floats = np.zeros(self._chunks * _k.RS * _k.N_FLOAT_INTERNAL, dtype=np.float64)
-        ints = np.zeros(self._chunks * _k.RS * _k.N_INT, dtype=np.int64)
+        floats = np.zeros(self._chunks * self._rs * _k.N_FLOAT_INTERNAL, dtype=np.float64)
+        ints = np.zeros(self._chunks * self._rs * _k.N_INT, dtype=np.int64)
         self._chunked(floats)[:, _k.RFLOOR] = self._padded(self._r_floor[None])[0]
         if fs is not None and ist is not None:
             self._chunked(floats)[:, : _k.N_FLOAT] = self._padded(fs).transpose(1, 0, 2)
@@ -255,14 +258,14 @@ class TrendEstimator:
 
     def _chunked(self, flat: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """View of a flat table as chunks x fields x points of the chunk."""
-        fields = flat.shape[0] // (self._chunks * _k.RS)
-        return flat.reshape(self._chunks, fields, _k.RS)[:, :, : _k.CH]
+        fields = flat.shape[0] // (self._chunks * self._rs)
+        return flat.reshape(self._chunks, fields, self._rs)[:, :, : self._ch]
 
     def _padded(self, rows: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """Rows (fields) x points, zero-padded to whole chunks: fields x chunks x CH."""
-        padded = np.zeros((rows.shape[0], self._chunks * _k.CH), dtype=rows.dtype)
+        """Rows (fields) x points, zero-padded to whole chunks: fields x chunks x the chunk size."""
+        padded = np.zeros((rows.shape[0], self._chunks * self._ch), dtype=rows.dtype)
         padded[:, : self._n] = rows
-        return padded.reshape(rows.shape[0], self._chunks, _k.CH)
+        return padded.reshape(rows.shape[0], self._chunks, self._ch)
 
     def _rows(self, flat: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """A flat table as rows (fields) x points (a copy)."""
@@ -309,5 +312,6 @@ def _check_state(fs: FloatArray, ist: npt.NDArray[np.int64]) -> None:
 
 
 def warmup() -> None:
-    """Load (or compile) the kernel and run it once, on a one-point estimator."""
-    TrendEstimator(1, commissioning=4).update(np.zeros(1), np.zeros(1, dtype=np.uint16))
+    """Load (or compile) both kernel variants and run each once (1 and SMALL_MAX + 1 points)."""
+    for n in (1, _k.SMALL_MAX + 1):
+        TrendEstimator(n, commissioning=4).update(np.zeros(n), np.zeros(n, dtype=np.uint16))

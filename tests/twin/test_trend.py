@@ -449,6 +449,47 @@ def test_points_in_every_chunk_and_on_every_path_match_reference() -> None:
             np.testing.assert_array_equal(getattr(ours, f), getattr(theirs, f))
 
 
+def test_small_chunk_variant_matches_reference_and_shares_state_with_large(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a small estimator takes the small chunks: points on both sides of their edges, every path
+    ch = _trend_kernel.SMALL_CH
+    n = 2 * ch + 3
+    assert n <= _trend_kernel.SMALL_MAX
+    rng = np.random.default_rng(23)
+    _, _, z = local_linear_trend(rng, 230, n, q_level=0.01, q_rate=1e-5)
+    qual = good(z.shape)
+    z[90 + np.arange(n) % 64, np.arange(n)] += 40.0
+    z[150:170, 1::5] = np.nan
+    qual[120:123, 2::7] = BAD
+    z[180:, 3::11] += 25.0
+    floors = np.where(np.arange(n) % 3 == 0, 0.8, 0.0)
+    small = TrendEstimator(n, commissioning=20, noise_floor=floors)
+    got = run_kernel(z[:200], qual[:200], small)
+    picks = np.r_[0:6, ch - 3 : ch + 3, 2 * ch - 3 : n]
+    want = run_reference(z[:, picks], qual[:, picks], commissioning=20, noise_floor=floors[picks])
+    assert_same({f: v[:, picks] for f, v in got.items()}, {f: v[:200] for f, v in want.items()})
+    # the same points on large chunks: the state moves there and back, the runs stay identical
+    monkeypatch.setattr(_trend_kernel, "SMALL_MAX", 0)
+    large = TrendEstimator(n, commissioning=20, noise_floor=floors)
+    assert large.state()["level"].shape == (n,)
+    large.load_state(small.state())
+    monkeypatch.undo()
+    for t in range(200, 230):
+        if t == 215:
+            small = TrendEstimator(n, commissioning=20, noise_floor=floors)
+            small.load_state(large.state())
+        ours, theirs = small.update(z[t], qual[t]), large.update(z[t], qual[t])
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(ours, f), getattr(theirs, f), err_msg=f)
+        assert_same(
+            {f: getattr(ours, f)[None, picks] for f in FIELDS},
+            {f: want[f][t : t + 1] for f in FIELDS},
+        )
+    for key, value in small.state().items():
+        np.testing.assert_array_equal(value, large.state()[key], err_msg=key)
+
+
 def test_noise_floors_match_reference() -> None:
     rng = np.random.default_rng(19)
     _, _, z = local_linear_trend(rng, 500, 8, q_level=0.01, q_rate=1e-5)
