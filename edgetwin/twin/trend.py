@@ -172,7 +172,8 @@ class TrendEstimator:
     @property
     def calibrated(self) -> npt.NDArray[np.bool_]:
         """Per point: whether commissioning has ended (False while the twin is still learning)."""
-        return np.asarray(self._rows(self._ist)[_k.CALIBRATED] == 1, dtype=np.bool_)
+        flags = self._chunked(self._ist)[:, _k.CALIBRATED].reshape(-1)[: self._n]
+        return np.asarray(flags == 1, dtype=np.bool_)
 
     @property
     def noise_floor(self) -> FloatArray:

@@ -67,3 +67,22 @@ def test_noise_floor_is_copied_and_converted(model: Model) -> None:
     np.testing.assert_array_equal(est.noise_floor, [1.0, 0.0, 2.0])
     assert est.noise_floor.dtype == np.float64
     np.testing.assert_array_equal(model(2).noise_floor, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_calibrated_turns_true_per_point_when_its_commissioning_ends(model: Model) -> None:
+    n, commissioning = 3, 6
+    est = model(n, commissioning=commissioning)
+    rng = np.random.default_rng(3)
+    quality = np.array([0, 0, 1], dtype=np.uint16)  # the last point never has a good sample
+    seen = []
+    for _ in range(commissioning + 4):
+        values = rng.normal(size=n)
+        if isinstance(est, LagEstimator):
+            est.update(values, rng.normal(size=n), quality, np.zeros(n, np.uint16))
+        else:
+            est.update(values, quality)
+        seen.append(est.calibrated.copy())
+    assert seen[0].dtype == np.bool_
+    assert not seen[0].any()
+    assert seen[-1].tolist() == [True, True, False]
