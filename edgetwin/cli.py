@@ -27,7 +27,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2  # also: invalid configuration
 
 
-def _positive(text: str) -> float:
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0 (seconds, mostly); also used by the hil runner."""
     try:
         value = float(text)
     except ValueError:
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gateway", default="+", help="only this gateway id (default: all)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=_count, help="stop after N point updates")
-    p.add_argument("--timeout", type=_positive, help="stop after S seconds")
+    p.add_argument("--timeout", type=positive_number, help="stop after S seconds")
     p.add_argument(
         "--mqtt-protocol",
         choices=["5", "3.1.1"],
@@ -177,10 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--broker", type=_broker_url, help="use this broker instead of an embedded one")
-    p.add_argument("--duration", type=_positive, help="stop after S seconds (default: Ctrl-C)")
+    p.add_argument(
+        "--duration", type=positive_number, help="stop after S seconds (default: Ctrl-C)"
+    )
     p.add_argument(
         "--fault-at",
-        type=_positive,
+        type=positive_number,
         help="inject the fault after S seconds (default: 40%% of --duration, at least 15; or 25)",
     )
     p.add_argument("--state-dir", type=Path, help="keep the outbox here (default: a temp dir)")
@@ -217,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=range(1, 248),
         help="unit ids to try, e.g. 1-32 or 5 (default 1-247)",
     )
-    q.add_argument("--timeout", type=_positive, default=0.2, help="seconds per probe (default 0.2)")
+    q.add_argument(
+        "--timeout", type=positive_number, default=0.2, help="seconds per probe (default 0.2)"
+    )
     q = scan.add_parser(
         "i2c",
         help="addresses that answer on an I2C bus, and the chips they look like",

@@ -16,20 +16,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgetwin.cli import positive_number
 from hil import report
 from hil.procs import SetupError
 from hil.runner import Options, RunResult, run
 from hil.scenario import Loaded, ScenarioError, load_scenario
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,19 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--report", type=Path, metavar="OUT.json", help="write a JSON report")
     run_p.add_argument(
         "--scale",
-        type=_positive,
+        type=positive_number,
         default=1.0,
         help="multiply every scenario time and the gateway's poll pacing by F (default 1)",
     )
     run_p.add_argument(
         "--lead",
-        type=_positive,
+        type=positive_number,
         default=6.0,
         help="simulated device: seconds between the stub's start and t = 0 (default %(default)s)",
     )
     run_p.add_argument(
         "--ready-timeout",
-        type=_positive,
+        type=positive_number,
         default=120.0,
         help="--rig: seconds to wait for every device online before t = 0 (default %(default)s)",
     )
