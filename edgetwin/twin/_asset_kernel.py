@@ -3,7 +3,7 @@
 State is structure-of-arrays over assets: ``vec`` (float64, shape (N_VEC, assets, points)),
 ``mat`` (float64, (N_MAT, assets, points, points)) and ``ist`` (int64, (N_INT, assets)); the
 row constants below name the rows. The k-by-k algebra is written out in loops and works in
-place (with a caller's (4, k) scratch), so a tick allocates nothing. The semantics are
+place (with a caller's (8, k) scratch), so a tick allocates nothing. The semantics are
 documented in :mod:`edgetwin.twin.asset`.
 """
 
@@ -23,8 +23,18 @@ SMEAN = 3  # mean of the smoothed commissioning samples
 FAST = 4  # exponentially smoothed sample (fast)
 FMEAN = 5  # mean of the fast-smoothed commissioning samples
 SIG = 6  # signature of the current ALARM: mean deviation of the smoothed sample
-N_VEC = 7
-VEC_FIELDS = ("mean", "smoothed", "baseline", "smoothed_mean", "fast", "fast_mean", "signature")
+HOME = 7  # the baseline the asset left when it first re-learnt elsewhere (used while AWAY)
+N_VEC = 8
+VEC_FIELDS = (
+    "mean",
+    "smoothed",
+    "baseline",
+    "smoothed_mean",
+    "fast",
+    "fast_mean",
+    "signature",
+    "home",
+)
 
 # rows of ``mat`` (one k x k matrix per asset)
 SM2 = 0  # co-moment (sum of outer products of deviations) of the smoothed commissioning samples
@@ -53,7 +63,9 @@ SETTLE = 5  # ticks left of re-learning after an ALARM cleared
 UPDATES = 6  # covariance updates since the precisions were last recomputed from scratch
 N_ALARM = 7  # ticks of the current ALARM (the signature's count)
 RSTREAK = 8  # consecutive ALARM ticks with the signature faded under ``recovery``
-N_INT = 9
+AWAY = 9  # 1 while the baseline is a re-learnt operating point, not HOME
+TRANSIT = 10  # consecutive away ticks over the bound on the way home (raise held back)
+N_INT = 11
 INT_FIELDS = (
     "n_good",
     "n_smoothed",
@@ -64,6 +76,8 @@ INT_FIELDS = (
     "updates",
     "n_alarm",
     "recovering",
+    "away",
+    "transit",
 )
 
 VAR_FLOOR_ABS = 1e-12
@@ -182,6 +196,8 @@ def _commission(  # noqa: PLR0917 - numba takes no keyword-only arguments
     ist[UPDATES, i] = 0
     ist[N_ALARM, i] = 0
     ist[RSTREAK, i] = 0
+    ist[AWAY, i] = 0
+    ist[TRANSIT, i] = 0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -287,7 +303,7 @@ def asset_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
     out_residual: npt.NDArray[np.float64],
     work: npt.NDArray[np.float64],
 ) -> None:
-    """Advance every asset by one tick and write its outputs (``work``: 4 x k scratch)."""
+    """Advance every asset by one tick and write its outputs (``work``: 8 x k scratch)."""
     n_assets, k = values.shape
     half = settle // 2
     for i in range(n_assets):
@@ -340,6 +356,7 @@ def asset_update(  # noqa: PLR0917 - numba takes no keyword-only arguments
                     recovery,
                     recovery_off,
                     settle,
+                    burn,
                     alarm_on,
                     alarm_off,
                     out_score,
@@ -358,14 +375,15 @@ def _quadratic(  # noqa: PLR0917 - numba takes no keyword-only arguments
     mat: npt.NDArray[np.float64],
     i: int,
     row: int,
+    base: int,
     prec: int,
     d: npt.NDArray[np.float64],
     g: npt.NDArray[np.float64],
 ) -> float:
-    """``d = vec[row] - baseline``, ``g = P d``; return ``max(0, d'g)``."""
+    """``d = vec[row] - vec[base]``, ``g = P d``; return ``max(0, d'g)``."""
     k = d.shape[0]
     for j in range(k):
-        d[j] = vec[row, i, j] - vec[BASE, i, j]
+        d[j] = vec[row, i, j] - vec[base, i, j]
     t2 = 0.0
     for j in range(k):
         acc = 0.0
@@ -402,6 +420,67 @@ def _signature_share(
 
 
 @numba.njit(cache=True, nogil=True)
+def _toward_home(
+    vec: npt.NDArray[np.float64],
+    mat: npt.NDArray[np.float64],
+    i: int,
+    fast_d: npt.NDArray[np.float64],
+) -> float:
+    """``d_f' P_f (h - b)``: > 0 when the fast deviation leans the way home."""
+    k = fast_d.shape[0]
+    lean = 0.0
+    for j in range(k):
+        acc = 0.0
+        for c in range(k):
+            acc += mat[FPREC, i, j, c] * (vec[HOME, i, c] - vec[BASE, i, c])
+        lean += fast_d[j] * acc
+    return lean
+
+
+@numba.njit(cache=True, nogil=True)
+def _home(  # noqa: PLR0917 - numba takes no keyword-only arguments
+    vec: npt.NDArray[np.float64],
+    mat: npt.NDArray[np.float64],
+    ist: npt.NDArray[np.int64],
+    i: int,
+    work: npt.NDArray[np.float64],
+    threshold: float,
+    fast_threshold: float,
+    t2: float,
+    fast_t2: float,
+    score: float,
+    was_alarm: bool,
+) -> tuple[float, float, float, bool]:
+    """While away, score against home too and go home when that scores lower.
+
+    Returns ``t2``, fast ``t2`` and score against the baseline now in use (``work`` rows 0-3
+    follow it) and whether the asset is on its way home.
+    """
+    k = vec.shape[2]
+    moving = ist[TRANSIT, i] > 0  # on its way home since an earlier tick
+    if ist[AWAY, i] == 0:
+        return t2, fast_t2, score, moving
+    home_t2 = _quadratic(vec, mat, i, SMOOTH, HOME, PREC, work[4], work[5])
+    home_fast_t2 = _quadratic(vec, mat, i, FAST, HOME, FPREC, work[6], work[7])
+    home_score = max(home_t2 / threshold, home_fast_t2 / fast_threshold)
+    if home_score < score:  # back where it was commissioned: score against home again
+        ist[AWAY, i] = 0
+        for j in range(k):
+            vec[BASE, i, j] = vec[HOME, i, j]
+            work[0, j], work[1, j] = work[4, j], work[5, j]
+            work[2, j], work[3, j] = work[6, j], work[7, j]
+        if was_alarm:  # the signature restarts against the new baseline
+            ist[N_ALARM, i] = 0
+            ist[RSTREAK, i] = 0
+            for j in range(k):
+                vec[SIG, i, j] = 0.0
+        return home_t2, home_fast_t2, home_score, True
+    if not moving and not was_alarm and score >= 1.0:
+        moving = _toward_home(vec, mat, i, work[2]) > 0.0
+    return t2, fast_t2, score, moving
+
+
+@numba.njit(cache=True, nogil=True)
 def _score(  # noqa: PLR0917 - numba takes no keyword-only arguments
     vec: npt.NDArray[np.float64],
     mat: npt.NDArray[np.float64],
@@ -415,6 +494,7 @@ def _score(  # noqa: PLR0917 - numba takes no keyword-only arguments
     recovery: float,
     recovery_off: int,
     settle: int,
+    transit: int,
     alarm_on: int,
     alarm_off: int,
     out_score: npt.NDArray[np.float64],
@@ -426,14 +506,24 @@ def _score(  # noqa: PLR0917 - numba takes no keyword-only arguments
     k = vec.shape[2]
     d = work[0]  # deviation of the smoothed sample from the baseline
     g = work[1]  # precision times deviation
-    t2 = _quadratic(vec, mat, i, SMOOTH, PREC, d, g)
-    fast_t2 = _quadratic(vec, mat, i, FAST, FPREC, work[2], work[3])
+    t2 = _quadratic(vec, mat, i, SMOOTH, BASE, PREC, d, g)
+    fast_t2 = _quadratic(vec, mat, i, FAST, BASE, FPREC, work[2], work[3])
     score = max(t2 / threshold, fast_t2 / fast_threshold)
     was_alarm = ist[ALARM, i] == ALARMED
+    held = False
+    if ist[AWAY, i] == 1 or ist[TRANSIT, i] > 0:
+        t2, fast_t2, score, moving = _home(
+            vec, mat, ist, i, work, threshold, fast_threshold, t2, fast_t2, score, was_alarm
+        )
+        in_transit = moving and not was_alarm and score >= 1.0
+        ist[TRANSIT, i] = ist[TRANSIT, i] + 1 if in_transit else 0
+        held = in_transit and ist[TRANSIT, i] <= transit  # maybe on its way home: no alarm yet
     if was_alarm:
         faded = _signature_share(vec, mat, ist, i, work) < recovery
         ist[RSTREAK, i] = ist[RSTREAK, i] + 1 if faded else 0
-    cleared = alarm_step(ist, ALARM, STREAK, i, score, alarm_on, alarm_off)
+    cleared = alarm_step(
+        ist, ALARM, STREAK, i, min(score, WARN_LEVEL) if held else score, alarm_on, alarm_off
+    )
     if was_alarm and not cleared and ist[RSTREAK, i] >= recovery_off:
         ist[ALARM, i] = WARNING if score >= WARN_LEVEL else NORMAL  # as alarm_step clears
         ist[STREAK, i] = 0
@@ -455,6 +545,10 @@ def _score(  # noqa: PLR0917 - numba takes no keyword-only arguments
         if settle > 0:
             ist[SETTLE, i] = settle
             ist[ALARM, i] = NORMAL
+            if ist[AWAY, i] == 0:  # leaving home: remember it
+                ist[AWAY, i] = 1
+                for j in range(k):
+                    vec[HOME, i, j] = vec[BASE, i, j]
             for j in range(k):
                 vec[BASE, i, j] = vec[SMOOTH, i, j]
     elif complete and ist[ALARM, i] != ALARMED and score < 1.0:

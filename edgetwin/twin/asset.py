@@ -54,6 +54,25 @@ good value, with ``L`` of them left after it (``settle - 1`` down to 0) and ``h 
 the mean of ``e`` over the last ``h`` of them, not one noisy snapshot; during those ticks the
 score is 0 and the state NORMAL. With ``settle = 0`` nothing is re-learnt.
 
+Home: the first re-learning takes the asset *away* from its commissioned operating point; the
+baseline it had before (``b`` when the clearing tick began) is kept as its *home* ``h`` and
+stays while the asset is away, however often it re-learns. On every scored tick while away,
+``t2``, the fast ``t2`` and the score are also measured against ``h`` (the same precisions and
+thresholds); when that score is lower than the one against ``b``, the asset is back home:
+``b = h``, it is no longer away, and the tick's ``d``, ``g``, both ``t2``, the score and
+everything after them (outputs, alarm machine, learning) are the ones against home; in an
+ALARM the signature restarts there (count 0, as if the alarm were raised at this tick, and no
+faded ticks). The way home takes the smoothed mean a few time constants, during which the
+step scores over the bound against both baselines, so a raise waits: a tick outside ALARM with
+``score >= 1`` is *in transit* when the asset is on its way home, i.e. it switched home at this
+tick, or the previous tick was in transit, or it is away and the fast deviation leans towards
+home (``d_f' P_f (h - b) > 0``). The first ``burn`` consecutive ticks in transit (the slow mean's
+settling time, ``min(int(3 smoothing), commissioning // 4)``) are held: state WARNING, and they
+do not count towards ``alarm_on``; the outputs are as computed. So a return to where the asset
+was commissioned, after a fault that lasted long enough to be re-learnt as an operating point,
+is not itself an alarm, and a fault that is still present when the asset is scored against
+home again is alarmed against home, up to ``burn`` ticks later than it would be elsewhere.
+
 Learning: on a complete tick that is not in ALARM with ``score < 1`` (and did not just clear an
 ALARM), after scoring: ``b += (e - b) / baseline_horizon``, ``S = (1 - w) S + w d d'`` and
 ``S_f = (1 - w) S_f + w d_f d_f'`` with ``w = 1 / cov_horizon`` (``d``, ``d_f`` from before
@@ -217,7 +236,7 @@ class AssetEstimator:
         self._vec = np.zeros((_k.N_VEC, self._n, self._k), dtype=np.float64)
         self._mat = np.zeros((_k.N_MAT, self._n, self._k, self._k), dtype=np.float64)
         self._ist = np.zeros((_k.N_INT, self._n), dtype=np.int64)
-        self._work = np.zeros((4, self._k), dtype=np.float64)
+        self._work = np.zeros((8, self._k), dtype=np.float64)
 
     @property
     def n_assets(self) -> int:
@@ -300,6 +319,7 @@ class AssetEstimator:
         """Resume from ``state()`` output; ValueError (and no change) if it does not fit."""
         parts = self._parts()
         expected = {name for _, names in parts for name in names}
+        state = _with_home(state, expected)
         if set(state) != expected:
             missing = sorted(expected - set(state))
             extra = sorted(set(state) - expected)
@@ -328,6 +348,22 @@ class AssetEstimator:
         ]
 
 
+def _with_home(
+    state: Mapping[str, npt.NDArray[Any]], expected: set[str]
+) -> Mapping[str, npt.NDArray[Any]]:
+    """State saved before the asset kept its home: at home, which is where its baseline is."""
+    if set(state) | _HOME_KEYS != expected or not _HOME_KEYS.isdisjoint(state):
+        return state
+    base = state["baseline"]
+    if not isinstance(base, np.ndarray):
+        return state  # rejected by the caller's checks, naming the key
+    zeros = np.zeros(base.shape[:1], dtype=np.int64)
+    return {**state, "home": base.copy(), "away": zeros, "transit": zeros.copy()}
+
+
+_HOME_KEYS = frozenset({"home", "away", "transit"})
+
+
 def _rate(name: str, horizon: object) -> float:
     h = finite_float(name, horizon, allow_zero=True)
     if 0.0 < h < 1.0:
@@ -345,7 +381,7 @@ def _as_2d(name: str, arr_like: npt.ArrayLike, shape: tuple[int, int], check: An
 def _check_state(vec: FloatArray, mat: FloatArray, ist: npt.NDArray[np.int64]) -> None:
     if not (np.isfinite(vec).all() and np.isfinite(mat).all()):
         raise ValueError("state holds non-finite floats")
-    limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED, _k.UPDATES: _k.REFRESH - 1}
+    limits = {_k.CALIBRATED: 1, _k.ALARM: ALARMED, _k.UPDATES: _k.REFRESH - 1, _k.AWAY: 1}
     for row, name in enumerate(_k.INT_FIELDS):
         if (ist[row] < 0).any() or (row in limits and (ist[row] > limits[row]).any()):
             raise ValueError(f"state[{name!r}] out of range")

@@ -78,6 +78,9 @@ class ReferenceAsset:
         self.e = np.zeros(k)
         self.f = np.zeros(k)
         self.b = np.zeros(k)
+        self.home = np.zeros(k)  # the commissioned baseline, kept while away from it
+        self.away = False
+        self.transit = 0  # ticks over the bound on the way home
         self.cov = np.eye(k)
         self.fast_cov = np.eye(k)
         self.calibrated = False
@@ -114,10 +117,38 @@ class ReferenceAsset:
         df = self.f - self.b
         fast_t2 = max(0.0, float(df @ self.inverse(self.fast_cov) @ df))
         score = max(t2 / self.threshold, fast_t2 / self.fast_threshold)
-        cleared = self.alarm_machine(score, d, df, prec)
+        was_alarm = self.alarm == Alarm.ALARM
+        moving = self.transit > 0
+        if self.away:
+            dh, dfh = self.e - self.home, self.f - self.home
+            fast_prec = self.inverse(self.fast_cov)
+            home_t2 = max(0.0, float(dh @ prec @ dh))
+            home_fast_t2 = max(0.0, float(dfh @ fast_prec @ dfh))
+            home_score = max(home_t2 / self.threshold, home_fast_t2 / self.fast_threshold)
+            self.note(home_score, score)
+            if home_score < score:
+                self.b, self.away = self.home.copy(), False
+                d, df, g, t2, score = dh, dfh, prec @ dh, home_t2, home_score
+                self.n_alarm = self.recovering = 0  # a running ALARM's signature restarts
+                self.signature = np.zeros(k)
+                moving = True
+            elif not moving and not was_alarm and score >= 1:
+                lean = float(df @ fast_prec @ (self.home - self.b))
+                self.note(lean, 0.0)
+                moving = lean > 0
+        self.note(score, 1.0)
+        in_transit = moving and not was_alarm and score >= 1
+        self.transit = self.transit + 1 if in_transit else 0
+        held = in_transit and self.transit <= self.burn
+        if held:  # not yet an alarm, and not a tick towards one
+            self.alarm, self.streak, cleared = Alarm.WARNING, 0, False
+        else:
+            cleared = self.alarm_machine(score, d, df, prec)
         if cleared and self.settle > 0:
             self.settle_left = self.settle
             self.alarm = Alarm.NORMAL
+            if not self.away:
+                self.home, self.away = self.b.copy(), True
             self.b = self.e.copy()
         elif not cleared and good.all() and self.alarm != Alarm.ALARM and score < 1:
             self.b = self.b + self.base_w * (self.e - self.b)
@@ -423,6 +454,42 @@ def test_alarm_clears_on_recovery_to_a_new_operating_point_and_relearns() -> Non
     assert (got["score"][cleared + 121 :, 0] > 0.0).all()
 
 
+def away_and_back(tail: float) -> np.ndarray:
+    """A fault, a re-learnt operating point 4 above home, then ``tail`` above home."""
+    rng = np.random.default_rng(8)
+    x = correlated(rng, 2000, 1, 3)
+    x[800:1000, 0, 0] += 10.0  # the fault; it fades to ...
+    x[1000:1500, 0, 0] += 4.0  # ... a new operating point, re-learnt after the alarm clears
+    x[1500:, 0, 0] += tail
+    return x
+
+
+def test_a_return_home_after_a_relearnt_operating_point_is_not_an_alarm() -> None:
+    x = away_and_back(0.0)  # back where it was commissioned
+    got = compare(x, good(x.shape), alarm_on=1, threshold=AssetEstimator(1, 3).threshold)
+    alarm, score = got["alarm"][:, 0], got["score"][:, 0]
+    assert (alarm[820:1000] == Alarm.ALARM).all()
+    assert (score[1010:1129] == 0.0).all()  # re-learning the new operating point ...
+    assert not (alarm[1130:] == Alarm.ALARM).any()  # ... and coming home raise nothing
+    assert (score[1502:1506] >= 1.0).all()  # although the step scores over the bound ...
+    assert score[1600:].max() < 1.0  # ... until the asset is scored against home
+    # the same step the other way, away from home, is an alarm within seconds
+    further = away_and_back(8.0)
+    raised = run_kernel(further, good(further.shape), alarm_on=1)["alarm"][:, 0]
+    assert (raised[1500:1510] == Alarm.ALARM).any()
+
+
+def test_a_fault_still_there_when_scored_against_home_again_is_alarmed() -> None:
+    x = away_and_back(1.5)  # closer to home than to the re-learnt point, and not home
+    got = compare(x, good(x.shape), alarm_on=1, threshold=AssetEstimator(1, 3).threshold)
+    alarm = got["alarm"][:, 0]
+    assert not (alarm[1130:1500] == Alarm.ALARM).any()
+    first = 1500 + int(np.argmax(alarm[1500:] == Alarm.ALARM))
+    assert 1500 + 20 <= first <= 1500 + 30 + 10  # held while it may still be on its way home
+    assert (alarm[first:] == Alarm.ALARM).all()
+    assert (got["alarm"][1500:first, 0] == Alarm.WARNING).any()
+
+
 def test_fast_statistic_raises_a_step_seconds_before_the_smoothed_score() -> None:
     rng = np.random.default_rng(14)
     x = correlated(rng, 1600, 1, 4)
@@ -549,6 +616,24 @@ def test_state_round_trip_resumes_exactly() -> None:
         np.testing.assert_array_equal(ga[f], gb[f], err_msg=f)
 
 
+def test_state_saved_before_home_existed_resumes_at_home() -> None:
+    x = away_and_back(0.0)
+    a = AssetEstimator(1, 3, alarm_on=1)
+    run_kernel(x[:700], good((700, 1, 3)), est=a)  # commissioned, never away
+    old = {k: v for k, v in a.state().items() if k not in ("home", "away", "transit")}
+    b = AssetEstimator(1, 3, alarm_on=1)
+    b.load_state(old)
+    np.testing.assert_array_equal(b.state()["home"], a.state()["baseline"])
+    assert b.state()["away"].tolist() == [0]
+    rest = x[700:]
+    ga = run_kernel(rest, good(rest.shape), est=a)
+    gb = run_kernel(rest, good(rest.shape), est=b)
+    for f in FIELDS:
+        np.testing.assert_array_equal(ga[f], gb[f], err_msg=f)
+    with pytest.raises(ValueError, match="missing \\['away'\\]"):  # not a partial one
+        b.load_state({k: v for k, v in a.state().items() if k != "away"})
+
+
 def test_state_is_a_copy() -> None:
     est = AssetEstimator(1, 2, **SMALL)
     state = est.state()
@@ -581,6 +666,8 @@ def calibrated_state() -> tuple[AssetEstimator, dict[str, np.ndarray]]:
         (lambda s: s["alarm"].__setitem__(1, 3), "alarm"),
         (lambda s: s["streak"].__setitem__(0, -1), "streak"),
         (lambda s: s["calibrated"].__setitem__(0, 2), "calibrated"),
+        (lambda s: s["away"].__setitem__(0, 2), "away"),
+        (lambda s: s["transit"].__setitem__(1, -1), "transit"),
         (lambda s: s["updates"].__setitem__(0, 256), "updates"),
         (lambda s: s["n_smoothed"].__setitem__(0, 10**6), "n_smoothed"),
         (lambda s: s["covariance"].__setitem__((0, 0, 1), 99.0), "symmetric"),
