@@ -79,6 +79,7 @@ class AssetStatus(_Doc):
     contributions: dict[str, float] = {}  # point ("device.point" across devices) → share, 0..1
     ts: float | None = None  # unix s of its points' latest reading; None: not read yet
     learning: bool = False  # still commissioning: the twin cannot alarm on it yet
+    away: bool = False  # scored against an operating point re-learnt after an alarm, not home
 
 
 class UplinkStatus(_Doc):
@@ -299,7 +300,7 @@ def _asset_lines(assets: tuple[AssetStatus, ...], now: float) -> list[str]:
         (
             a.name,
             ",".join(_devices(a)),
-            "learning" if a.learning else a.alarm,
+            _asset_state(a),
             _num(a.score, ".2f"),
             "never" if a.ts is None else _ago(now - a.ts),
             _shares(a) or "-",
@@ -307,6 +308,12 @@ def _asset_lines(assets: tuple[AssetStatus, ...], now: float) -> list[str]:
         for a in assets
     ]
     return _table(rows, right={3}, indent="  ")
+
+
+def _asset_state(a: AssetStatus) -> str:
+    if a.learning:
+        return "learning"
+    return f"{a.alarm}, away" if a.away else a.alarm
 
 
 def _devices(a: AssetStatus) -> tuple[str, ...]:

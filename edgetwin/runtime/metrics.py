@@ -103,6 +103,7 @@ class AssetView:
     contributions: dict[str, float]  # point → share, 0..1, config order; "device.point" if spanning
     ts: float | None  # the latest reading of its points; None: none read yet
     learning: bool = False  # still commissioning: no alarm can be raised yet
+    away: bool = False  # scored against an operating point re-learnt after an alarm, not home
     devices: tuple[str, ...] = ()  # every device it reads, ``device`` first; (): just ``device``
 
 
@@ -182,6 +183,7 @@ def twin_assets(twin: TwinStage) -> Callable[[], list[AssetView]]:
                 a.contributions(),
                 max(latest) if latest else None,
                 a.learning,
+                a.away,
                 tuple(a.devices),
             )
             out.append(view)
@@ -428,6 +430,7 @@ class GatewayMetrics:
                 contributions=a.contributions,
                 ts=a.ts,
                 learning=a.learning,
+                away=a.away,
             )
             for a in src.assets()
         )
@@ -676,6 +679,12 @@ def _asset_families(views: Iterable[AssetView]) -> Iterator[Any]:
         "1 while the asset's twin is still commissioning (cannot alarm yet), else 0.",
         labels=labels,
     )
+    away = GaugeMetricFamily(
+        "edgetwin_asset_away",
+        "1 while the asset's twin scores it against an operating point re-learnt after an "
+        "alarm, not the one it was commissioned at; 0 at home.",
+        labels=labels,
+    )
     member = GaugeMetricFamily(
         "edgetwin_asset_device_info",
         "1 for each device the asset reads; the other asset series carry its first device.",
@@ -684,6 +693,7 @@ def _asset_families(views: Iterable[AssetView]) -> Iterator[Any]:
     for v in views:
         key = [v.device, v.name]
         learning.add_metric(key, int(v.learning))
+        away.add_metric(key, int(v.away))
         for device in v.devices or (v.device,):
             member.add_metric([device, v.name], 1)
         if v.ts is None:
@@ -692,7 +702,7 @@ def _asset_families(views: Iterable[AssetView]) -> Iterator[Any]:
         score.add_metric(key, v.score)
         for point, c in v.contributions.items():
             share.add_metric([*key, point], c)
-    yield from (alarm, score, share, learning, member)
+    yield from (alarm, score, share, learning, away, member)
 
 
 def _outbox_families(s: OutboxStats) -> Iterator[Any]:

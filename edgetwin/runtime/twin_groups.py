@@ -217,6 +217,11 @@ class AssetGroup:
         """Whether the asset is still commissioning (the twin is learning it)."""
         return not bool(self.estimator.calibrated[0])
 
+    @property
+    def away(self) -> bool:
+        """Whether the asset runs at an operating point re-learnt after an alarm, not its home."""
+        return bool(self.estimator.away[0])
+
     def update_all(self, t: PointState) -> None:
         """``update`` when every point of the device was polled."""
         self._step(t.value[self._span], t.quality[self._span])

@@ -254,6 +254,11 @@ class AssetEstimator:
         return np.asarray(self._ist[_k.CALIBRATED] == 1, dtype=np.bool_)
 
     @property
+    def away(self) -> npt.NDArray[np.bool_]:
+        """Per asset: whether its baseline is a re-learnt operating point, not its home."""
+        return np.asarray(self._ist[_k.AWAY] == 1, dtype=np.bool_)
+
+    @property
     def threshold(self) -> float:
         """The t2 that scores 1.0."""
         return self._threshold

@@ -110,8 +110,10 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         fams = await scrape(base)
         assert samples(fams["edgetwin_asset_alarm"]) == {HYDRAULICS: 0, DRIVE: 0}
         assert samples(fams["edgetwin_asset_learning"]) == {HYDRAULICS: 0, DRIVE: 0}
+        assert samples(fams["edgetwin_asset_away"]) == {HYDRAULICS: 0, DRIVE: 0}
         rc, text, doc = await status_of(base)
         assert (rc, doc["attention"]) == (EXIT_OK, [])
+        assert [a["away"] for a in doc["assets"]] == [False, False]  # type: ignore[index, union-attr]
         assert "hydraulics  m        NORMAL" in text
 
         k = 100
@@ -123,6 +125,7 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         fams = await scrape(base)
         alarms = samples(fams["edgetwin_asset_alarm"])
         assert alarms == {HYDRAULICS: 2, DRIVE: drive.alarm}
+        assert samples(fams["edgetwin_asset_away"])[HYDRAULICS] == 0  # not re-learnt elsewhere
         scores = samples(fams["edgetwin_asset_anomaly_score"])
         assert scores[HYDRAULICS] == pytest.approx(hydraulics.score)
         assert scores[HYDRAULICS] >= 1.0
@@ -146,6 +149,95 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         assert doc["assets"][0]["contributions"] == hydraulics.contributions()
         assert "NEEDS ATTENTION" in text.splitlines()[0]
         assert "hydraulics  m        ALARM" in text
+
+
+PUMP = """
+[gateway]
+id = "edge-01"
+
+[[buses]]
+name = "plant"
+kind = "modbus_tcp"
+host = "127.0.0.1"
+
+[[devices]]
+name = "p"
+bus = "plant"
+points = [
+  { name = "flow", table = "input", address = 0, type = "float32", model = "none" },
+  { name = "head", table = "input", address = 2, type = "float32", model = "none" },
+  { name = "amps", table = "input", address = 4, type = "float32", model = "none" },
+]
+
+[[assets]]
+name = "pump"
+device = "p"
+points = ["flow", "head", "amps"]
+alarm_on = 1
+"""
+
+PUMP_KEY = (("asset", "pump"), ("device", "p"))
+
+
+def away_and_back(rng: np.random.Generator) -> np.ndarray:
+    """Readings (2000, 3) moved by one common factor; a fault in flow fades to a new operating
+    point 4 above the commissioned one, and at 1500 flow returns home."""
+    x = 10.0 + rng.normal(0.0, 2.0, (2000, 1)) + rng.normal(0.0, 0.5, (2000, 3))
+    x[800:1000, 0] += 10.0
+    x[1000:1500, 0] += 4.0
+    return x
+
+
+async def test_an_asset_away_from_its_commissioned_operating_point_is_exposed() -> None:
+    cfg = load_config_text(PUMP, filename="t.toml")
+    stage = TwinStage(cfg)
+    (pump,) = stage.devices["p"].assets
+    metrics = GatewayMetrics("edge-01", "s")
+    metrics.bind(
+        devices=list,
+        points=twin_points(cfg, stage),
+        outbox=no_outbox,
+        uplink=Uplink(connected=True).view,
+        assets=twin_assets(stage),
+    )
+    x = away_and_back(np.random.default_rng(8))
+
+    def read(ks: range) -> None:
+        for k in ks:
+            stage.step(DeviceReading("p", float(k), x[k], np.zeros(3, np.uint16)))
+
+    async def away() -> tuple[float, bool, str]:
+        fams = await scrape(base)
+        _, text, doc = await status_of(base)
+        (entry,) = doc["assets"]  # type: ignore[misc]
+        (row,) = [line for line in text.splitlines() if line.startswith("  pump ")]
+        return samples(fams["edgetwin_asset_away"])[PUMP_KEY], entry["away"], row
+
+    async with await metrics.start_server("127.0.0.1", 0) as server:
+        base = "http://{}:{}".format(*server.address)
+        read(range(10))  # commissioning: not away, only learning
+        got, flag, row = await away()
+        assert (got, flag) == (0, False)
+        assert row.split()[:3] == ["pump", "p", "learning"]
+
+        read(range(10, 900))  # commissioned, then the fault is raised
+        assert pump.alarm == Alarm.ALARM
+        got, flag, row = await away()
+        assert (got, flag) == (0, False)
+        assert row.split()[:3] == ["pump", "p", "ALARM"]
+
+        read(range(900, 1200))  # it faded to a new operating point, re-learnt there
+        assert pump.alarm != Alarm.ALARM
+        assert pump.away
+        got, flag, row = await away()
+        assert (got, flag) == (1, True)
+        assert row.split()[:4] == ["pump", "p", f"{Alarm(pump.alarm).name},", "away"]
+
+        read(range(1200, 2000))  # back where it was commissioned
+        assert not pump.away
+        got, flag, row = await away()
+        assert (got, flag) == (0, False)
+        assert "away" not in row
 
 
 POINTS = """

@@ -190,6 +190,32 @@ def test_render_lists_assets_with_their_top_points_largest_first() -> None:
     assert "Assets" not in render(status()).splitlines()
 
 
+def test_an_asset_away_from_its_commissioned_operating_point_is_shown_not_alarmed() -> None:
+    s = status(
+        assets=(
+            asset(away=True),
+            asset("drive", alarm="WARNING", away=True),
+            asset("line", alarm="ALARM", score=2.0, away=True),
+            asset("new", learning=True),
+        )
+    )
+    lines = render(s).splitlines()
+    at = lines.index("Assets")
+    rows = lines[at + 2 : at + 6]
+    states = [[c.strip() for c in line.split("  ") if c.strip()][2] for line in rows]
+    assert states == ["NORMAL, away", "WARNING, away", "ALARM, away", "learning"]
+    assert len(attention(s)) == 1  # the ALARM; being away is no problem in itself
+    assert "away" not in render(status(assets=(asset(),)))
+
+
+def test_an_older_daemons_asset_without_away_reads_as_home() -> None:
+    doc = status(assets=(asset(away=True),)).model_dump(mode="json")
+    assert doc["assets"][0]["away"] is True
+    del doc["assets"][0]["away"]
+    old = Status.model_validate_json(json.dumps(doc))
+    assert old.assets[0].away is False
+
+
 def test_an_older_daemons_document_without_assets_still_reads() -> None:
     doc = status().model_dump(mode="json")
     del doc["assets"]

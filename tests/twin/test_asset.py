@@ -762,3 +762,17 @@ def test_invert_spd_matches_numpy() -> None:
 
 def test_warmup_runs() -> None:
     warmup()
+
+
+def test_away_while_scored_against_a_relearnt_operating_point() -> None:
+    x = away_and_back(0.0)
+    est = AssetEstimator(1, 3, alarm_on=1)
+    away = np.zeros(len(x), dtype=bool)
+    for t in range(len(x)):
+        est.update(x[t], good((1, 3)))
+        away[t] = est.away[0]
+        assert est.away.tolist() == (est.state()["away"] == 1).tolist()
+    assert est.away.dtype == np.bool_
+    assert not away[:1000].any()  # commissioned, then in ALARM: still at home
+    assert away[1130:1500].all()  # the operating point re-learnt after the alarm cleared
+    assert not away[1600:].any()  # back where it was commissioned
