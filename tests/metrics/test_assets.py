@@ -70,17 +70,10 @@ def no_outbox() -> OutboxStats:
     return OutboxStats(**{k: (None if k == "oldest_age" else 0) for k in fields})
 
 
-async def status_of(base: str) -> tuple[int, str, dict[str, object]]:
-    text, js = io.StringIO(), io.StringIO()
-    rc = await asyncio.to_thread(run_status, base, out=text, err=io.StringIO())
-    assert rc == await asyncio.to_thread(run_status, base, as_json=True, out=js)
-    return rc, text.getvalue(), json.loads(js.getvalue())
-
-
-async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
-    cfg = load_config_text(CONFIG, filename="t.toml")
+def wired(config: str) -> tuple[TwinStage, GatewayMetrics]:
+    """The twin stage of ``config`` and metrics bound to it as the gateway binds them."""
+    cfg = load_config_text(config, filename="t.toml")
     stage = TwinStage(cfg)
-    hydraulics, drive = stage.devices["m"].assets
     metrics = GatewayMetrics("edge-01", "s")
     metrics.bind(
         devices=list,
@@ -89,6 +82,19 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         uplink=Uplink(connected=True).view,
         assets=twin_assets(stage),
     )
+    return stage, metrics
+
+
+async def status_of(base: str) -> tuple[int, str, dict[str, object]]:
+    text, js = io.StringIO(), io.StringIO()
+    rc = await asyncio.to_thread(run_status, base, out=text, err=io.StringIO())
+    assert rc == await asyncio.to_thread(run_status, base, as_json=True, out=js)
+    return rc, text.getvalue(), json.loads(js.getvalue())
+
+
+async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
+    stage, metrics = wired(CONFIG)
+    hydraulics, drive = stage.devices["m"].assets
     async with await metrics.start_server("127.0.0.1", 0) as server:
         base = "http://{}:{}".format(*server.address)
         fams = await scrape(base)
@@ -151,32 +157,18 @@ async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:
         assert "hydraulics  m        ALARM" in text
 
 
-PUMP = """
-[gateway]
-id = "edge-01"
-
-[[buses]]
-name = "plant"
-kind = "modbus_tcp"
-host = "127.0.0.1"
-
-[[devices]]
-name = "p"
-bus = "plant"
-points = [
-  { name = "flow", table = "input", address = 0, type = "float32", model = "none" },
-  { name = "head", table = "input", address = 2, type = "float32", model = "none" },
-  { name = "amps", table = "input", address = 4, type = "float32", model = "none" },
-]
-
-[[assets]]
+# The same device with one asset over all three points and the asset defaults.
+PUMP = (
+    CONFIG.split("[[assets]]", maxsplit=1)[0]
+    + """[[assets]]
 name = "pump"
-device = "p"
+device = "m"
 points = ["flow", "head", "amps"]
 alarm_on = 1
 """
+)
 
-PUMP_KEY = (("asset", "pump"), ("device", "p"))
+PUMP_KEY = (("asset", "pump"), ("device", "m"))
 
 
 def away_and_back(rng: np.random.Generator) -> np.ndarray:
@@ -189,22 +181,13 @@ def away_and_back(rng: np.random.Generator) -> np.ndarray:
 
 
 async def test_an_asset_away_from_its_commissioned_operating_point_is_exposed() -> None:
-    cfg = load_config_text(PUMP, filename="t.toml")
-    stage = TwinStage(cfg)
-    (pump,) = stage.devices["p"].assets
-    metrics = GatewayMetrics("edge-01", "s")
-    metrics.bind(
-        devices=list,
-        points=twin_points(cfg, stage),
-        outbox=no_outbox,
-        uplink=Uplink(connected=True).view,
-        assets=twin_assets(stage),
-    )
+    stage, metrics = wired(PUMP)
+    (pump,) = stage.devices["m"].assets
     x = away_and_back(np.random.default_rng(8))
 
     def read(ks: range) -> None:
         for k in ks:
-            stage.step(DeviceReading("p", float(k), x[k], np.zeros(3, np.uint16)))
+            stage.step(DeviceReading("m", float(k), x[k], np.zeros(3, np.uint16)))
 
     async def away() -> tuple[float, bool, str]:
         fams = await scrape(base)
@@ -218,20 +201,20 @@ async def test_an_asset_away_from_its_commissioned_operating_point_is_exposed() 
         read(range(10))  # commissioning: not away, only learning
         got, flag, row = await away()
         assert (got, flag) == (0, False)
-        assert row.split()[:3] == ["pump", "p", "learning"]
+        assert row.split()[:3] == ["pump", "m", "learning"]
 
         read(range(10, 900))  # commissioned, then the fault is raised
         assert pump.alarm == Alarm.ALARM
         got, flag, row = await away()
         assert (got, flag) == (0, False)
-        assert row.split()[:3] == ["pump", "p", "ALARM"]
+        assert row.split()[:3] == ["pump", "m", "ALARM"]
 
         read(range(900, 1200))  # it faded to a new operating point, re-learnt there
         assert pump.alarm != Alarm.ALARM
         assert pump.away
         got, flag, row = await away()
         assert (got, flag) == (1, True)
-        assert row.split()[:4] == ["pump", "p", f"{Alarm(pump.alarm).name},", "away"]
+        assert row.split()[:4] == ["pump", "m", f"{Alarm(pump.alarm).name},", "away"]
 
         read(range(1200, 2000))  # back where it was commissioned
         assert not pump.away
