@@ -47,9 +47,10 @@ def _fault_spec(text: str) -> str:
 _FAULT_HELP = (
     "schedule a fault as NAME[:ARG]@START[+DURATION], seconds after start; repeatable. "
     f"Communication: {', '.join(COMM_FAULTS)} (late:<seconds>, exception:<code>). "
-    f"Process: {', '.join(PROCESS_FAULTS)} (sensor_stuck:<point>, drift:<point>; points: "
+    f"Process: {', '.join(PROCESS_FAULTS)} (sensor_stuck:<point>, drift:<point>, "
+    "throttle:<fraction> of the discharge valve closed, in (0, 1); points: "
     f"{', '.join(pump_physics.SENSOR_POINTS)}). "
-    "Examples: cavitation@20  late:2.5@30+10  exception:6@5+3  disconnect@40+5"
+    "Examples: cavitation@20  throttle:0.6@28+12  late:2.5@30+10  exception:6@5+3  disconnect@40+5"
 )
 
 

@@ -30,6 +30,7 @@ PROCESS_FAULTS: dict[str, str | None] = {
     "bearing_wear": None,
     "sensor_stuck": "point",
     "drift": "point",
+    "throttle": "fraction",
 }
 _KNOWN = {**COMM_FAULTS, **PROCESS_FAULTS}
 _POINT = re.compile(r"[a-z_][a-z0-9_]*")
@@ -122,6 +123,10 @@ def parse_fault(text: str, *, spec: str | None = None) -> Fault:
     if kind == "seconds":
         if spec_number(arg, "delay in seconds", where) <= 0.0:
             raise ValueError(f"fault spec {where!r}: delay {arg!r} must be > 0")
+    elif kind == "fraction":
+        fraction = spec_number(arg, "closed fraction of the valve", where)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fault spec {where!r}: {name} fraction {arg!r} must lie in (0, 1)")
     elif kind == "code":
         codes = sorted(int(c) for c in ExcCodes)
         if not arg.isdigit() or int(arg) not in codes:

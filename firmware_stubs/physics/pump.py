@@ -45,7 +45,13 @@ SENSOR_POINTS: tuple[str, ...] = (
 )
 
 #: Process faults the model understands; sensor faults take ``:<point>``.
-PROCESS_FAULTS: tuple[str, ...] = ("cavitation", "bearing_wear", "sensor_stuck", "drift")
+PROCESS_FAULTS: tuple[str, ...] = (
+    "cavitation",
+    "bearing_wear",
+    "sensor_stuck",
+    "drift",
+    "throttle",
+)
 
 STATUS_RUNNING = 0x1
 STATUS_FAULT = 0x2
@@ -115,10 +121,24 @@ _WEAR_RATE = 0.1
 _WEAR_MAX = 20.0
 _WEAR_HEAT = 1.5
 _TAU_WEAR_CLEAR = 2.0
+# The discharge valve's loss coefficient when fully open (part of _SYSTEM_K). A valve's loss
+# goes as 1/opening^2, so "throttle:f" (opening 1 - f) adds _VALVE_K ((1 - f)^-2 - 1).
+_VALVE_K = 0.8 / 3600.0
 # Protection thresholds behind the status fault bit (ISO 10816 zone D, insulation class B).
 _TRIP_VIBRATION = 7.1
 _TRIP_TEMPERATURE = 100.0
 _MAX_SUBSTEP = 0.1
+
+
+def throttle_fraction(arg: str) -> float:
+    """The closed fraction of ``throttle:ARG``: a finite number in (0, 1), else ValueError."""
+    try:
+        fraction = float(arg)
+    except ValueError:
+        raise ValueError(f"throttle needs a fraction in (0, 1), got {arg!r}") from None
+    if not (math.isfinite(fraction) and 0.0 < fraction < 1.0):
+        raise ValueError(f"throttle needs a fraction in (0, 1), got {arg!r}")
+    return fraction
 
 
 def check_fault(fault: str) -> None:
@@ -126,7 +146,9 @@ def check_fault(fault: str) -> None:
     name, _, point = fault.partition(":")
     if name not in PROCESS_FAULTS:
         raise ValueError(f"unknown process fault {name!r} (known: {', '.join(PROCESS_FAULTS)})")
-    if name in {"sensor_stuck", "drift"}:
+    if name == "throttle":
+        throttle_fraction(point)
+    elif name in {"sensor_stuck", "drift"}:
         if point not in SENSOR_POINTS:
             raise ValueError(
                 f"{name} needs a sensor point, got {point!r} (one of {', '.join(SENSOR_POINTS)})"
@@ -163,6 +185,7 @@ class PumpModel:
         self._cavitation = 0.0
         self._wear = 0.0
         self._faults: set[str] = set()
+        self._throttle = 0.0  # closed fraction of the discharge valve
         self._drift: dict[str, float] = {}
         self._stuck: dict[str, float] = {}
         self._last: dict[str, float] = {}
@@ -202,6 +225,10 @@ class PumpModel:
             elif name == "drift":
                 self._drift.pop(point, None)
         self._faults = wanted
+        self._throttle = max(
+            (throttle_fraction(f[len("throttle:") :]) for f in wanted if f.startswith("throttle:")),
+            default=0.0,
+        )
 
     def add_fault(self, fault: str) -> None:
         """Activate one process fault."""
@@ -252,7 +279,7 @@ class PumpModel:
             return {**zero, "suction_pressure": _TANK_PRESSURE}
         # Affinity: pump head H(Q, s) = H0 s^2 - k Q^2; system head = static + r Q^2.
         lift = _SHUTOFF_HEAD * s * s - _STATIC_HEAD
-        flow = math.sqrt(lift / (_PUMP_K + _SYSTEM_K)) if lift > 0.0 else 0.0
+        flow = math.sqrt(lift / (_PUMP_K + self._system_k())) if lift > 0.0 else 0.0
         head = _SHUTOFF_HEAD * s * s - _PUMP_K * flow * flow
         suction = _TANK_PRESSURE - _SUCTION_K * flow * flow
         c = self._cavitation
@@ -272,6 +299,11 @@ class PumpModel:
             "power": power_kw,
             "motor_current": current,
         }
+
+    def _system_k(self) -> float:
+        """The system curve's quadratic coefficient; the most closed throttle fault wins."""
+        opening = 1.0 - self._throttle
+        return _SYSTEM_K + _VALVE_K * (1.0 / (opening * opening) - 1.0)
 
     def _vibration(self) -> float:
         s = self._speed / NOMINAL_SPEED

@@ -86,6 +86,12 @@ def test_fault_specs_from_the_brief_parse() -> None:
     exc = parse_spec("exception:6@5+3")
     assert int(exc.fault.code) == 6
     assert parse_spec("disconnect@40+5").fault.kind == "comm"
+    throttle = parse_spec("throttle:0.6@28+12")
+    assert (throttle.fault.key, throttle.fault.kind, throttle.end) == (
+        "throttle:0.6",
+        "process",
+        40,
+    )
     stuck = parse_spec("sensor_stuck:flow@10")
     assert (stuck.fault.name, stuck.fault.arg, stuck.fault.kind) == (
         "sensor_stuck",
@@ -114,6 +120,12 @@ def test_fault_specs_from_the_brief_parse() -> None:
         ("cavitation@5+x", "x"),
         ("sensor_stuck@5", "sensor_stuck"),
         ("drift:Flow Rate@5", "Flow Rate"),
+        ("throttle@5", "throttle"),
+        ("throttle:half@5", "half"),
+        ("throttle:nan@5", "nan"),
+        ("throttle:1@5", "'1'"),
+        ("throttle:0@5", "'0'"),
+        ("throttle:-0.2@5", "-0.2"),
     ],
 )
 def test_bad_fault_specs_are_rejected_naming_the_token(spec: str, token: str) -> None:
@@ -307,6 +319,54 @@ def test_bearing_wear_ramps_vibration_and_heats_the_motor() -> None:
     restored = settle(model, 120.0)
     assert restored["vibration"] == pytest.approx(normal["vibration"], abs=0.05)
     assert restored["motor_temperature"] == pytest.approx(normal["motor_temperature"], abs=0.5)
+
+
+def test_throttle_moves_the_pump_left_on_its_curve() -> None:
+    model = PumpModel(seed=0)
+    open_ = model.truth()
+    points = []
+    for fraction in (0.1, 0.2, 0.4, 0.6, 0.8):
+        model.set_faults([f"throttle:{fraction}"])
+        points.append(model.truth())
+    first = points[0]
+    assert first["flow"] < open_["flow"]
+    assert first["discharge_pressure"] > open_["discharge_pressure"]
+    assert first["motor_current"] < open_["motor_current"]
+    assert first["power"] < open_["power"]
+    for a, b in itertools.pairwise(points):  # the more closed, the further
+        assert b["flow"] < a["flow"]
+        assert b["discharge_pressure"] > a["discharge_pressure"]
+        assert b["suction_pressure"] > a["suction_pressure"]
+        assert b["motor_current"] < a["motor_current"]
+        assert b["power"] < a["power"]
+    assert points[3]["flow"] < 0.8 * open_["flow"]
+    assert points[3]["speed"] == open_["speed"]
+    assert points[3]["vibration"] == open_["vibration"]
+    model.set_faults([])
+    restored = settle(model, 120.0)
+    for name in ANALOG:
+        assert restored[name] == pytest.approx(open_[name], rel=1e-9, abs=1e-9), name
+
+
+def test_the_most_closed_throttle_wins() -> None:
+    model = PumpModel(seed=0)
+    model.add_fault("throttle:0.6")
+    hard = model.truth()
+    model.add_fault("throttle:0.2")
+    assert model.truth() == hard
+    model.clear_fault("throttle:0.6")
+    light = model.truth()
+    assert light["flow"] > hard["flow"]
+    assert model.faults == frozenset({"throttle:0.2"})
+
+
+@pytest.mark.parametrize("arg", ["", "half", "nan", "inf", "0", "1", "-0.2", "1.5"])
+def test_throttle_rejects_a_bad_fraction_naming_it(arg: str) -> None:
+    model = PumpModel()
+    with pytest.raises(ValueError, match="throttle") as info:
+        model.add_fault(f"throttle:{arg}")
+    assert repr(arg) in str(info.value)
+    assert model.faults == frozenset()
 
 
 def test_sensor_stuck_freezes_one_measurement_only() -> None:
@@ -811,6 +871,7 @@ async def test_two_units_on_one_server_are_independent(clock: FakeClock) -> None
         ["pump", "--unit", "0"],
         ["pump", "--fault", "warp@3"],
         ["pump", "--fault", "drift:nozzle@3"],
+        ["pump", "--fault", "throttle:1.2@3"],
         ["pump", "--bogus"],
         [],
     ],
