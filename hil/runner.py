@@ -138,7 +138,10 @@ async def _subscribe(cfg: Config, rec: _Recorder, ready: asyncio.Event) -> None:
 def _timeline(scenario: Scenario, rig: bool) -> list[tuple[float, str]]:
     marks: list[tuple[float, str]] = []
     for w in scenario.faults:
-        expect = "; ".join(f"expect {e.label} within {e.within:g} s" for e in w.expect)
+        expect = "; ".join(
+            [f"expect {e.label} within {e.within:g} s" for e in w.expect]
+            + ([f"tolerate {', '.join(t.label for t in w.tolerate)}"] if w.tolerate else [])
+        )
         verb = "APPLY" if rig else "start"
         note = f" — {w.note}" if rig and w.note else ""
         marks.append(

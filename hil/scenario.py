@@ -47,22 +47,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Expect(_Model):
-    """What the gateway must report for a fault window, and how soon."""
+class Target(_Model):
+    """Whose raises an entry concerns: a point's or an asset's alarm, or a device going offline."""
 
     kind: Literal["alarm", "offline"] = "alarm"
     device: Name | None = None
     point: Name | None = None
     asset: Name | None = None
-    within: float = Field(gt=0, description="max detection delay after the window start, s")
-    clears: bool = Field(True, description="the alarm (or offline state) must end after")
 
     @model_validator(mode="after")
-    def _target(self) -> Expect:
+    def _target(self) -> Target:
         if self.kind == "alarm" and (self.point is None) == (self.asset is None):
-            raise ValueError("an alarm expectation names exactly one of 'point' and 'asset'")
+            raise ValueError("an alarm entry names exactly one of 'point' and 'asset'")
         if self.kind == "offline" and (self.device is None or self.point or self.asset):
-            raise ValueError("an offline expectation names a 'device' and no point or asset")
+            raise ValueError("an offline entry names a 'device' and no point or asset")
         return self
 
     @property
@@ -74,6 +72,13 @@ class Expect(_Model):
         if self.asset is not None:
             return f"asset {self.asset} alarm"
         return f"point {dev}{self.point} alarm"
+
+
+class Expect(Target):
+    """What the gateway must report for a fault window, and how soon."""
+
+    within: float = Field(gt=0, description="max detection delay after the window start, s")
+    clears: bool = Field(True, description="the alarm (or offline state) must end after")
 
 
 class FaultWindow(_Model):
@@ -89,6 +94,17 @@ class FaultWindow(_Model):
         "alarm raised in it counts as false (default: any alarm in the window is excused)",
     )
     expect: list[Expect] = Field(default_factory=list)
+    tolerate: list[Target] = Field(
+        default_factory=list,
+        description="with only_expected: raises of these are excused in this window too, "
+        "but not required (e.g. a level model flagging a step the fault makes)",
+    )
+
+    @model_validator(mode="after")
+    def _tolerate(self) -> FaultWindow:
+        if self.tolerate and not self.only_expected:
+            raise ValueError("'tolerate' needs only_expected = true (else every raise is excused)")
+        return self
 
     @field_validator("fault")
     @classmethod
@@ -275,17 +291,22 @@ def _check_references(scenario: Scenario, cfg: Config, where: str) -> list[str]:
                 f"{where} [device.bus] bus {bus.name!r} is {bus.kind}; the pump stub serves "
                 f"{' or '.join(STUB_FRAMING)}"
             )
-    for i, w in enumerate(scenario.faults):
-        for j, e in enumerate(w.expect):
-            key = f"{where} [faults[{i}].expect[{j}]]"
-            if e.device is not None and e.device not in devices:
-                problems.append(f"{key} no device {e.device!r} in the gateway config")
-            elif e.asset is not None and e.asset not in assets:
-                problems.append(f"{key} no asset {e.asset!r} in the gateway config")
-            elif e.point is not None and not any(
-                e.point in pts for d, pts in devices.items() if e.device in (None, d)
-            ):
-                problems.append(f"{key} no point {e.point!r} in the gateway config")
+    entries = [
+        (f"faults[{i}].{field}[{j}]", e)
+        for i, w in enumerate(scenario.faults)
+        for field, listed in (("expect", w.expect), ("tolerate", w.tolerate))
+        for j, e in enumerate(listed)
+    ]
+    for name, e in entries:
+        key = f"{where} [{name}]"
+        if e.device is not None and e.device not in devices:
+            problems.append(f"{key} no device {e.device!r} in the gateway config")
+        elif e.asset is not None and e.asset not in assets:
+            problems.append(f"{key} no asset {e.asset!r} in the gateway config")
+        elif e.point is not None and not any(
+            e.point in pts for d, pts in devices.items() if e.device in (None, d)
+        ):
+            problems.append(f"{key} no point {e.point!r} in the gateway config")
     return problems
 
 

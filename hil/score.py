@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hil.scenario import Expect, FaultWindow, Scenario
+from hil.scenario import Expect, FaultWindow, Scenario, Target
 
 ALARM = 2
 
@@ -40,7 +40,7 @@ def is_clear(body: dict[str, Any]) -> bool:
     return body.get("type") == "device" and body.get("state") == "online"
 
 
-def targets(expect: Expect, body: dict[str, Any]) -> bool:
+def targets(expect: Target, body: dict[str, Any]) -> bool:
     """Whether the event concerns what ``expect`` watches (raise or clear alike)."""
     if expect.device is not None and body.get("device") != expect.device:
         return False
@@ -150,10 +150,14 @@ def score(scenario: Scenario, events: list[Event]) -> Score:
 
 
 def excused(scenario: Scenario, event: Event) -> bool:
-    """Whether a raise lies in a window (start … end + clear grace) that accounts for it."""
+    """Whether a raise lies in a window (start … end + clear grace) that accounts for it.
+
+    A window accounts for every raise in it, or with ``only_expected`` for the raises of its
+    expectations and of the targets it tolerates.
+    """
     for w in scenario.faults:
         if not w.start <= event.t <= w.end + scenario.clear_grace:
             continue
-        if not w.only_expected or any(targets(x, event.body) for x in w.expect):
+        if not w.only_expected or any(targets(x, event.body) for x in (*w.expect, *w.tolerate)):
             return True
     return False

@@ -64,7 +64,7 @@ def wait_for(proc: subprocess.Popen[bytes], out: Path, text: str, timeout: float
 
 @pytest.mark.soak
 @pytest.mark.timeout(60 + 150 * SCALE)
-@pytest.mark.parametrize("name", ["pump_cavitation", "link_loss"])
+@pytest.mark.parametrize("name", ["pump_cavitation", "link_loss", "valve_throttle"])
 def test_scenario_passes(tmp_path: Path, name: str) -> None:
     report = tmp_path / "report.json"
     scenario = ROOT / "hil" / "scenarios" / f"{name}.toml"

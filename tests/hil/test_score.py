@@ -139,6 +139,19 @@ def test_only_expected_window_counts_other_alarms() -> None:
     assert [e.t for e in result.false_alarms] == [72.0]
 
 
+def test_tolerated_targets_are_excused_but_not_required() -> None:
+    events = [*clean_run(), alarm(72.0, point="flow"), alarm(73.0, asset="hyd")]
+    data = scenario().model_dump()
+    data["faults"][1].update(only_expected=True, tolerate=[{"point": "flow"}])
+    result = score(Scenario.model_validate(data), events)
+    assert [e.t for e in result.false_alarms] == [73.0]  # the asset is not tolerated
+    assert len(result.windows) == 3  # a tolerated target is no expectation
+    assert score(Scenario.model_validate(data), clean_run()).passed  # nor is it required
+    # Only inside its own window's span: the same raise after it is false.
+    late = [*clean_run(), alarm(81.0, point="flow")]
+    assert [e.t for e in score(Scenario.model_validate(data), late).false_alarms] == [81.0]
+
+
 def test_targets_match_kind_device_and_name() -> None:
     events = [e for e in clean_run() if e.body.get("type") != "device"]
     events += [device(61.0, "offline", name="pump2"), device(71.0, "online", name="pump2")]
