@@ -9,6 +9,7 @@ point to a device does not restart the commissioning of the others.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -29,6 +30,8 @@ from edgetwin.twin import (
 
 State = dict[str, npt.NDArray[Any]]
 _STALE = int(Quality.STALE)
+
+log = logging.getLogger(__name__)
 
 
 class PointState(Protocol):
@@ -251,10 +254,19 @@ class AssetGroup:
         return True
 
     def _step(self, values: npt.NDArray[np.float64], quality: npt.NDArray[np.uint16]) -> None:
+        was_away = self.away
         out = self.estimator.update(values[None, :], quality[None, :])
         self.alarm = int(out.alarm[0])
         self.score = float(out.score[0])
         self.contribution = out.contribution[0].copy()
+        if self.away != was_away:
+            log.info(
+                "asset %s: %s",
+                self.name,
+                "re-learns where it now runs, away from its commissioned operating point"
+                if not was_away
+                else "back at its commissioned operating point",
+            )
 
     def contributions(self) -> dict[str, float]:
         """Each point's share of the score, 0..1 (a point that offsets the others counts 0)."""

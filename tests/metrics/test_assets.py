@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -180,7 +181,10 @@ def away_and_back(rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-async def test_an_asset_away_from_its_commissioned_operating_point_is_exposed() -> None:
+async def test_an_asset_away_from_its_commissioned_operating_point_is_exposed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgetwin.runtime.twin_groups")
     stage, metrics = wired(PUMP)
     (pump,) = stage.devices["m"].assets
     x = away_and_back(np.random.default_rng(8))
@@ -209,15 +213,21 @@ async def test_an_asset_away_from_its_commissioned_operating_point_is_exposed() 
         assert (got, flag) == (0, False)
         assert row.split()[:3] == ["pump", "m", "ALARM"]
 
+        assert not caplog.messages
         read(range(900, 1200))  # it faded to a new operating point, re-learnt there
         assert pump.alarm != Alarm.ALARM
         assert pump.away
+        assert caplog.messages == [
+            "asset pump: re-learns where it now runs, away from its commissioned operating point"
+        ]
+        caplog.clear()
         got, flag, row = await away()
         assert (got, flag) == (1, True)
         assert row.split()[:4] == ["pump", "m", f"{Alarm(pump.alarm).name},", "away"]
 
         read(range(1200, 2000))  # back where it was commissioned
         assert not pump.away
+        assert caplog.messages == ["asset pump: back at its commissioned operating point"]
         got, flag, row = await away()
         assert (got, flag) == (0, False)
         assert "away" not in row
