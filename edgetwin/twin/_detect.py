@@ -20,6 +20,16 @@ WARN_LEVEL = 0.5
 CLEAR_LEVEL = 0.8
 MAX_ABS = 1e100  # larger values are unusable: their squares would approach overflow
 
+# Where the level and lag kernels find the detection parameters, at the head of their packed
+# float64 parameter array (``_validate.pack_params``); the model's own follow.
+PARAM_COMMISSIONING = 0
+PARAM_THRESHOLD = 1
+PARAM_CUSUM_K = 2
+PARAM_CUSUM_H = 3
+PARAM_ALARM_ON = 4
+PARAM_ALARM_OFF = 5
+N_DETECT_PARAMS = 6
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def cusum(c: float, u: float, k: float, h: float) -> float:

@@ -30,7 +30,20 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.twin._detect import ALARMED, MAX_ABS, NORMAL, alarm_step, cusum
+from edgetwin.twin._detect import (
+    ALARMED,
+    MAX_ABS,
+    N_DETECT_PARAMS,
+    NORMAL,
+    PARAM_ALARM_OFF,
+    PARAM_ALARM_ON,
+    PARAM_COMMISSIONING,
+    PARAM_CUSUM_H,
+    PARAM_CUSUM_K,
+    PARAM_THRESHOLD,
+    alarm_step,
+    cusum,
+)
 
 # float columns of ``fs``
 Y0 = 0  # origin of y: the first good y
@@ -84,14 +97,9 @@ INT_FIELDS = ("n_learnt", "calibrated", "alarm", "streak", "seeded", "chain")
 WINSORIZED = 2  # CHAIN: the previous y was winsorized; EST still holds Y0 + its prediction
 
 # positions in the packed parameter array
-PARAM_COMMISSIONING = 0
-PARAM_THRESHOLD = 1
-PARAM_CUSUM_K = 2
-PARAM_CUSUM_H = 3
-PARAM_ALARM_ON = 4
-PARAM_ALARM_OFF = 5
-PARAM_HORIZON = 6
-N_PARAM = 7  # then the per-point floor of r, the square of the estimator's noise_floor
+# (the PARAM_* of _detect, then)
+PARAM_HORIZON = N_DETECT_PARAMS
+N_PARAM = PARAM_HORIZON + 1  # then the per-point floor of r, the square of the noise_floor
 
 # rows of the float output block; the flags block is (alarm, initialized)
 OUT_ESTIMATE = 0

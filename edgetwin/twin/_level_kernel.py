@@ -27,7 +27,20 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from edgetwin.twin._detect import ALARMED, MAX_ABS, NORMAL, alarm_step, cusum
+from edgetwin.twin._detect import (
+    ALARMED,
+    MAX_ABS,
+    N_DETECT_PARAMS,
+    NORMAL,
+    PARAM_ALARM_OFF,
+    PARAM_ALARM_ON,
+    PARAM_COMMISSIONING,
+    PARAM_CUSUM_H,
+    PARAM_CUSUM_K,
+    PARAM_THRESHOLD,
+    alarm_step,
+    cusum,
+)
 
 # float columns of ``fs``
 X = 0  # level estimate (running mean while commissioning)
@@ -76,13 +89,8 @@ N_INT = 7
 INT_FIELDS = ("n_good", "calibrated", "alarm", "streak", "chain", "diff_n", "pair_n")
 
 # positions in the packed parameter array
-PARAM_COMMISSIONING = 0
-PARAM_THRESHOLD = 1
-PARAM_CUSUM_K = 2
-PARAM_CUSUM_H = 3
-PARAM_ALARM_ON = 4
-PARAM_ALARM_OFF = 5
-N_PARAMS = 6  # then the per-point floor of r, the square of the estimator's noise_floor
+# (the PARAM_* of _detect, and no others)
+N_PARAMS = N_DETECT_PARAMS  # then the per-point floor of r, the square of the noise_floor
 
 R_FLOOR_ABS = 1e-12
 R_FLOOR_REL = 1e-6

@@ -46,6 +46,16 @@ def detection(
     )
 
 
+def pack_params(
+    commissioning: int, d: Detection, extra: Sequence[float], r_floor: FloatArray
+) -> FloatArray:
+    """The level and lag kernels' parameter array: ``commissioning`` and ``d`` at the
+    ``_detect.PARAM_*`` positions, then the model's ``extra`` scalars, then the floor of ``r``
+    per point."""
+    head = (commissioning, d.threshold, d.cusum_k, d.cusum_h, d.alarm_on, d.alarm_off)
+    return np.concatenate([np.array([*head, *extra], dtype=np.float64), r_floor])
+
+
 def finite_float(name: str, value: object, *, allow_zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValueError(f"{name} must be a number, got {value!r}")  # noqa: TRY004 - API promise

@@ -113,6 +113,7 @@ from edgetwin.twin._validate import (
     as_quality,
     as_values,
     detection,
+    pack_params,
     positive_int,
     state_columns,
     state_tables,
@@ -177,16 +178,7 @@ class LagEstimator:
         commissioning = positive_int("commissioning", commissioning, 5)
         d = detection(threshold, cusum_k, cusum_h, alarm_on, alarm_off)
         horizon = positive_int("horizon", horizon, 10)
-        params = np.empty(_k.N_PARAM + self._n, dtype=np.float64)
-        params[_k.PARAM_COMMISSIONING] = commissioning
-        params[_k.PARAM_THRESHOLD] = d.threshold
-        params[_k.PARAM_CUSUM_K] = d.cusum_k
-        params[_k.PARAM_CUSUM_H] = d.cusum_h
-        params[_k.PARAM_ALARM_ON] = d.alarm_on
-        params[_k.PARAM_ALARM_OFF] = d.alarm_off
-        params[_k.PARAM_HORIZON] = horizon
-        params[_k.N_PARAM :] = self._noise_floor * self._noise_floor  # the floor of r
-        self._params = params
+        self._params = pack_params(commissioning, d, (horizon,), self._noise_floor**2)
         self._block_shape = (_k.N_OUT, self._n)
         self._flags_shape = (_k.N_FLAGS, self._n)
         self._fs = np.zeros((self._n, _k.N_FLOAT), dtype=np.float64)  # point-major

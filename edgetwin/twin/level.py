@@ -79,6 +79,7 @@ from edgetwin.twin._validate import (
     as_values,
     detection,
     misfit,
+    pack_params,
     positive_int,
     state_columns,
     state_tables,
@@ -118,15 +119,7 @@ class LevelEstimator:
         # four samples give the two lag-1 pairs of differences the calibration needs
         self._commissioning = positive_int("commissioning", commissioning, 4)
         d = detection(threshold, cusum_k, cusum_h, alarm_on, alarm_off)
-        params = np.empty(_k.N_PARAMS + self._n, dtype=np.float64)
-        params[_k.PARAM_COMMISSIONING] = self._commissioning
-        params[_k.PARAM_THRESHOLD] = d.threshold
-        params[_k.PARAM_CUSUM_K] = d.cusum_k
-        params[_k.PARAM_CUSUM_H] = d.cusum_h
-        params[_k.PARAM_ALARM_ON] = d.alarm_on
-        params[_k.PARAM_ALARM_OFF] = d.alarm_off
-        params[_k.N_PARAMS :] = self._noise_floor * self._noise_floor  # the floor of r
-        self._params = params
+        self._params = pack_params(self._commissioning, d, (), self._noise_floor**2)
         self._block_shape = (3, self._n)
         self._flags_shape = (2, self._n)
         self._fs = np.zeros((self._n, _k.N_FLOAT), dtype=np.float64)  # point-major
