@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -10,7 +12,11 @@ from dataclasses import dataclass
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgetwin.runtime.metrics import UplinkView
+from edgetwin.config import load_config_text
+from edgetwin.runtime.metrics import GatewayMetrics, UplinkView, twin_assets, twin_points
+from edgetwin.runtime.twin_stage import TwinStage
+from edgetwin.status import run_status
+from edgetwin.storage.outbox import OutboxStats
 
 
 def _get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -56,3 +62,32 @@ class Uplink:
 
     def view(self) -> UplinkView:
         return UplinkView(self.connected, self.published, self.broker)
+
+
+def no_outbox() -> OutboxStats:
+    """An empty outbox."""
+    fields = OutboxStats.__dataclass_fields__
+    return OutboxStats(**{k: (None if k == "oldest_age" else 0) for k in fields})
+
+
+def wired(config: str) -> tuple[TwinStage, GatewayMetrics]:
+    """The twin stage of ``config`` and metrics bound to it as the gateway binds them."""
+    cfg = load_config_text(config, filename="t.toml")
+    stage = TwinStage(cfg)
+    metrics = GatewayMetrics("edge-01", "s")
+    metrics.bind(
+        devices=list,
+        points=twin_points(cfg, stage),
+        outbox=no_outbox,
+        uplink=Uplink(connected=True).view,
+        assets=twin_assets(stage),
+    )
+    return stage, metrics
+
+
+async def status_of(base: str) -> tuple[int, str, dict[str, object]]:
+    """`edgetwin status` against ``base``: exit code, the table and the JSON document."""
+    text, js = io.StringIO(), io.StringIO()
+    rc = await asyncio.to_thread(run_status, base, out=text, err=io.StringIO())
+    assert rc == await asyncio.to_thread(run_status, base, as_json=True, out=js)
+    return rc, text.getvalue(), json.loads(js.getvalue())

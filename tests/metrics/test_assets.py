@@ -3,9 +3,6 @@ by the metrics as the gateway wires them, scraped and fetched over HTTP by `edge
 
 from __future__ import annotations
 
-import asyncio
-import io
-import json
 import logging
 
 import numpy as np
@@ -14,11 +11,10 @@ import pytest
 from edgetwin.acquisition.scheduler import DeviceHealth
 from edgetwin.config import load_config_text
 from edgetwin.core.types import Alarm, DeviceReading
-from edgetwin.runtime.metrics import DeviceView, GatewayMetrics, twin_assets, twin_points
+from edgetwin.runtime.metrics import DeviceView, GatewayMetrics, twin_points
 from edgetwin.runtime.twin_stage import TwinStage
-from edgetwin.status import EXIT_ATTENTION, EXIT_OK, run_status
-from edgetwin.storage.outbox import OutboxStats
-from tests.metrics.support import Uplink, samples, scrape
+from edgetwin.status import EXIT_ATTENTION, EXIT_OK
+from tests.metrics.support import Uplink, no_outbox, samples, scrape, status_of, wired
 
 CONFIG = """
 [gateway]
@@ -64,33 +60,6 @@ def feed(stage: TwinStage, rng: np.random.Generator, k: int, *, decoupled: bool)
     head = 50 - 2 * flow + 0.1 * rng.normal() + (5.0 if decoupled else 0.0)
     amps = 2 + 0.3 * flow + 0.1 * rng.normal()
     stage.step(DeviceReading("m", float(k), np.array([flow, head, amps]), np.zeros(3, np.uint16)))
-
-
-def no_outbox() -> OutboxStats:
-    fields = OutboxStats.__dataclass_fields__
-    return OutboxStats(**{k: (None if k == "oldest_age" else 0) for k in fields})
-
-
-def wired(config: str) -> tuple[TwinStage, GatewayMetrics]:
-    """The twin stage of ``config`` and metrics bound to it as the gateway binds them."""
-    cfg = load_config_text(config, filename="t.toml")
-    stage = TwinStage(cfg)
-    metrics = GatewayMetrics("edge-01", "s")
-    metrics.bind(
-        devices=list,
-        points=twin_points(cfg, stage),
-        outbox=no_outbox,
-        uplink=Uplink(connected=True).view,
-        assets=twin_assets(stage),
-    )
-    return stage, metrics
-
-
-async def status_of(base: str) -> tuple[int, str, dict[str, object]]:
-    text, js = io.StringIO(), io.StringIO()
-    rc = await asyncio.to_thread(run_status, base, out=text, err=io.StringIO())
-    assert rc == await asyncio.to_thread(run_status, base, as_json=True, out=js)
-    return rc, text.getvalue(), json.loads(js.getvalue())
 
 
 async def test_an_asset_in_alarm_is_exposed_and_needs_attention() -> None:

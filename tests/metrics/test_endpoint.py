@@ -28,7 +28,7 @@ from edgetwin.runtime.metrics import (
 )
 from edgetwin.status import Status, fetch_status
 from edgetwin.storage.outbox import Outbox
-from tests.metrics.support import Uplink, http_get, samples, scrape
+from tests.metrics.support import Uplink, http_get, no_outbox, samples, scrape
 
 MESSAGES = [("edgetwin/v1/edge-01/frames", b"\x01" * 40), ("edgetwin/v1/edge-01/events", b"{}")]
 
@@ -310,7 +310,7 @@ async def test_uplink_since_is_when_the_state_was_seen_to_change() -> None:
     now = [1000.0]
     uplink = Uplink(connected=False)
     metrics = GatewayMetrics("g", "s", clock=lambda: now[0])
-    metrics.bind(devices=list, points=list, outbox=_no_outbox, uplink=uplink.view)
+    metrics.bind(devices=list, points=list, outbox=no_outbox, uplink=uplink.view)
     now[0] = 1005.0
     assert metrics.status().uplink.since == 1000.0  # down since start
     uplink.connected = True
@@ -327,19 +327,12 @@ async def test_uplink_since_is_the_views_own_when_it_has_one() -> None:
     now = [1000.0]
     view = UplinkView(connected=True, published=0, broker="b:1883", since=990.0)
     metrics = GatewayMetrics("g", "s", clock=lambda: now[0])
-    metrics.bind(devices=list, points=list, outbox=_no_outbox, uplink=lambda: view)
+    metrics.bind(devices=list, points=list, outbox=no_outbox, uplink=lambda: view)
     now[0] = 1005.0
     metrics.sample()
     assert metrics.status().uplink.since == 990.0  # not when a sample first saw it
     fams = {f.name: f for f in metrics.registry.collect()}
     assert samples(fams["edgetwin_mqtt_state_since_timestamp_seconds"])[()] == 990.0
-
-
-def _no_outbox() -> object:
-    from edgetwin.storage.outbox import OutboxStats  # noqa: PLC0415
-
-    fields = OutboxStats.__dataclass_fields__
-    return OutboxStats(**{k: (None if k == "oldest_age" else 0) for k in fields})
 
 
 async def test_serve_gives_up_quietly_when_the_port_is_taken(

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
-import json
-
 import numpy as np
 
-from edgetwin.config import load_config_text
 from edgetwin.core.types import Alarm, DeviceReading
-from edgetwin.runtime.metrics import GatewayMetrics, twin_assets, twin_points
 from edgetwin.runtime.twin_stage import TwinStage
-from edgetwin.status import EXIT_ATTENTION, run_status
-from edgetwin.storage.outbox import OutboxStats
-from tests.metrics.support import Uplink, samples, scrape
+from edgetwin.status import EXIT_ATTENTION
+from tests.metrics.support import samples, scrape, status_of, wired
 
 CONFIG = """
 [gateway]
@@ -58,11 +51,6 @@ SPAN = (("asset", "drivetrain"), ("device", "drive"))
 ONE = (("asset", "hydraulics"), ("device", "drive"))
 
 
-def no_outbox() -> OutboxStats:
-    fields = OutboxStats.__dataclass_fields__
-    return OutboxStats(**{k: (None if k == "oldest_age" else 0) for k in fields})
-
-
 def feed(stage: TwinStage, rng: np.random.Generator, k: int, offset: float) -> None:
     current = 10 + rng.normal()
     temp = 30 + 2 * current + 0.1 * rng.normal() - offset
@@ -72,17 +60,8 @@ def feed(stage: TwinStage, rng: np.random.Generator, k: int, offset: float) -> N
 
 
 async def test_a_spanning_asset_is_labelled_by_its_first_device_and_lists_them_all() -> None:
-    cfg = load_config_text(CONFIG, filename="t.toml")
-    stage = TwinStage(cfg)
+    stage, metrics = wired(CONFIG)
     span = stage.spanning[0]
-    metrics = GatewayMetrics("edge-01", "s")
-    metrics.bind(
-        devices=list,
-        points=twin_points(cfg, stage),
-        outbox=no_outbox,
-        uplink=Uplink(connected=True).view,
-        assets=twin_assets(stage),
-    )
     rng = np.random.default_rng(12)
     async with await metrics.start_server("127.0.0.1", 0) as server:
         base = "http://{}:{}".format(*server.address)
@@ -110,10 +89,7 @@ async def test_a_spanning_asset_is_labelled_by_its_first_device_and_lists_them_a
         }
         assert {p[2] for p in shares if p[:2] == ONE} == {("point", "current"), ("point", "speed")}
 
-        text, js = io.StringIO(), io.StringIO()
-        rc = await asyncio.to_thread(run_status, base, out=text, err=io.StringIO())
-        await asyncio.to_thread(run_status, base, as_json=True, out=js)
-    doc = json.loads(js.getvalue())
+        rc, text, doc = await status_of(base)
     assert rc == EXIT_ATTENTION
     by_name = {a["name"]: a for a in doc["assets"]}
     assert (by_name["drivetrain"]["device"], by_name["drivetrain"]["devices"]) == (
@@ -127,4 +103,4 @@ async def test_a_spanning_asset_is_labelled_by_its_first_device_and_lists_them_a
     assert by_name["drivetrain"]["ts"] == k + 0.5  # the motor's reading came last
     assert set(by_name["drivetrain"]["contributions"]) == {"drive.current", "motor.temp"}
     assert doc["attention"][0].startswith("asset drivetrain (drive, motor) in ALARM: score ")
-    assert "drivetrain  drive,motor  ALARM" in text.getvalue()
+    assert "drivetrain  drive,motor  ALARM" in text
