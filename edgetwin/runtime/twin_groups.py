@@ -197,6 +197,8 @@ class AssetGroup:
         self.alarm = 0
         self.score = 0.0
         self.contribution = np.zeros(len(points))
+        # scored against an operating point re-learnt after an alarm, not the commissioned one
+        self.away = False
         owner = [d for d, _ in asset.members]
         # Per device: the asset's columns on it and those points' positions in the device.
         self.parts: list[tuple[str, npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
@@ -219,11 +221,6 @@ class AssetGroup:
     def learning(self) -> bool:
         """Whether the asset is still commissioning (the twin is learning it)."""
         return not bool(self.estimator.calibrated[0])
-
-    @property
-    def away(self) -> bool:
-        """Whether the asset runs at an operating point re-learnt after an alarm, not its home."""
-        return bool(self.estimator.away[0])
 
     def update_all(self, t: PointState) -> None:
         """``update`` when every point of the device was polled."""
@@ -254,17 +251,18 @@ class AssetGroup:
         return True
 
     def _step(self, values: npt.NDArray[np.float64], quality: npt.NDArray[np.uint16]) -> None:
-        was_away = self.away
         out = self.estimator.update(values[None, :], quality[None, :])
         self.alarm = int(out.alarm[0])
         self.score = float(out.score[0])
         self.contribution = out.contribution[0].copy()
-        if self.away != was_away:
+        away = bool(self.estimator.away[0])
+        if away != self.away:
+            self.away = away
             log.info(
                 "asset %s: %s",
                 self.name,
                 "re-learns where it now runs, away from its commissioned operating point"
-                if not was_away
+                if away
                 else "back at its commissioned operating point",
             )
 
@@ -285,4 +283,5 @@ class AssetGroup:
         if names != self.names:
             return 0
         self.estimator.load_state(state)
+        self.away = bool(self.estimator.away[0])
         return len(names)

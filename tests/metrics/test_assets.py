@@ -190,6 +190,10 @@ async def test_an_asset_away_from_its_commissioned_operating_point_is_exposed(
             "asset pump: re-learns where it now runs, away from its commissioned operating point"
         ]
         caplog.clear()
+        (resumed,) = wired(PUMP)[0].devices["m"].assets  # a restart resumes it away
+        assert not resumed.away
+        assert resumed.restore(pump.names, pump.state()) == 3
+        assert resumed.away
         got, flag, row = await away()
         assert (got, flag) == (1, True)
         assert row.split()[:4] == ["pump", "m", f"{Alarm(pump.alarm).name},", "away"]
